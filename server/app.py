@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from .errors import install_error_handlers
 from .lifecycle import Runtime
 from .metrics import Metrics
-from .routers import adapters, completions, embeddings, health, models
+from .routers import adapters, completions, embeddings, health, models, runs, ui
 from .routing import ModelRouter
 from .settings import ServeSettings
 
@@ -44,6 +44,6 @@ def create_app(settings: ServeSettings, runtime: Runtime | None = None) -> FastA
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (completions, embeddings, models, adapters, health):
+    for module in (completions, embeddings, models, adapters, health, runs, ui):
         app.include_router(module.router)
     return app

@@ -112,3 +112,32 @@ class AdapterInfo(BaseModel):
 class AdapterList(BaseModel):
     object: Literal["list"] = "list"
     data: list[AdapterInfo]
+
+
+# -- our extension: evaluation runs, read-only, for the web page ------------------------
+class RunInfo(BaseModel):
+    id: str = Field(description="The run dir's path relative to the results dir; used in the runs URLs.")
+    object: Literal["evalctl.run"] = "evalctl.run"
+    task: str | None = None
+    model: str | None = None
+    primary: str | None = Field(None, description="The task's main metric.")
+    num_examples: int = Field(description="Samples written so far (results.jsonl lines for an unfinished run).")
+    num_failed: int | None = None
+    complete: bool = Field(description="summary.json exists; false for a run still writing (or killed).")
+    metrics: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="summary.json's metrics: name -> {field, mean, stderr, n}.")
+    updated_at: str | None = None
+
+
+class RunList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RunInfo]
+    results_dir: str = Field(description="The directory scanned (the server's `results_dir` setting).")
+
+
+class SampleList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]] = Field(description="results.jsonl records, one per sample, as written.")
+    total: int = Field(description="Records matching the filters, before paging.")
+    offset: int
+    limit: int

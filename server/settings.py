@@ -80,6 +80,9 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, description="Largest request body accepted (larger: 413).")
     request_timeout: float = Field(600.0, description="Seconds an upstream request may take before it is abandoned.")
     engine_poll_interval: float = Field(2.0, description="Seconds between engine liveness checks.")
+    results_dir: Path = Field(
+        Path("runs"), description="Directory of evaluation run dirs the web page's Results tab reads "
+        "(evalctl run's default output root).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ServeSettings":
