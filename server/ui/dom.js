@@ -23,13 +23,22 @@ export function el(tag, attrs = {}, ...children) {
 
 export function fmtNum(x, digits = 4) {
   if (x === null || x === undefined || Number.isNaN(x)) return "–";
-  return Number.isInteger(x) ? String(x) : Number(x).toFixed(digits);
+  return Number(x).toFixed(digits);
 }
+
+// Like Python's `:.3g` (what `evalctl compare` prints): 0.0001, 0.602, 1.
+export const fmtP = (p) => String(Number(p.toPrecision(3)));
 
 export function fmtTime(t) {
   if (t === null || t === undefined) return "–";
   const d = typeof t === "number" ? new Date(t * 1000) : new Date(t);
   return Number.isNaN(d.getTime()) ? String(t) : d.toLocaleString();
+}
+
+// The end of a long text: prompts share their instructions and differ in the question at the end.
+export function tail(text, n = 120) {
+  const s = typeof text === "string" ? text : JSON.stringify(text) ?? "";
+  return s.length > n ? `…${s.slice(-n)}` : s;
 }
 
 export function short(text, n = 120) {
@@ -59,7 +68,7 @@ export async function fillModelSelects(root = document) {
     const keep = sel.value;
     const baseOnly = sel.classList.contains("base-only");
     sel.replaceChildren();
-    if (sel.classList.contains("optional")) sel.append(el("option", { value: "" }, "(the only / first base)"));
+    if (sel.classList.contains("optional")) sel.append(el("option", { value: "" }, "(default: the LoRA base)"));
     for (const m of cards) {
       if (baseOnly && m.parent) continue;
       let label = m.id;

@@ -73,7 +73,8 @@ async function listJobs() {
   try {
     list = await api("/v1/fine_tuning/jobs?limit=50");
   } catch (err) {
-    body.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "error" }, err.message)));
+    const msg = err.status === 404 ? "This gateway has no fine-tuning jobs API (404)." : err.message;
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "error" }, msg)));
     return;
   }
   if (!list.data.length) {

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { barChart } from "./chart.js";
-import { $, el, fmtNum, fmtTime, short } from "./dom.js";
+import { $, el, fmtNum, fmtP, fmtTime, short, tail } from "./dom.js";
 
 const PAGE = 25;
 const runPath = (id) => id.split("/").map(encodeURIComponent).join("/");
@@ -72,7 +72,7 @@ async function compareSelected() {
     el("td", {}, el("a", { href: `#/results/${encodeURIComponent(row.id)}` }, row.label)),
     ...result.metrics.map((m) => {
       const c = row.metrics[m];
-      const p = c && "p_value" in c ? (c.p_value === null ? "  (p n/a)" : `  (p=${c.p_value.toPrecision(3)})`) : "";
+      const p = c && "p_value" in c ? (c.p_value === null ? "  (p n/a)" : `  (p=${fmtP(c.p_value)})`) : "";
       return el("td", { class: "num" }, meanCell(c) + p);
     })));
   const charts = el("div", { class: "charts" }, ...result.metrics.map((m) => barChart(m, result.runs.map((row) => ({
@@ -120,7 +120,7 @@ function sampleRow(rec, scoreNames) {
   const completion = (rec.completions || [])[0] ?? rec.completion ?? "";
   const row = el("tr", { class: "sample", "data-id": rec.id },
     el("td", {}, rec.id), el("td", {}, rec.category ?? ""),
-    el("td", { class: "clip" }, short(rec.prompt, 90)), el("td", { class: "clip" }, short(completion, 90)),
+    el("td", { class: "clip", title: "the prompt's end" }, tail(rec.prompt, 70)), el("td", { class: "clip" }, short(completion, 70)),
     el("td", {}, short((rec.extracted || [])[0] ?? "", 24)),
     ...scoreNames.map((n) => el("td", { class: "num" }, fmtNum(rec.scores?.[n], 2))),
     el("td", { class: "error" }, rec.error ? short(rec.error, 40) : ""));
