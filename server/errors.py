@@ -58,14 +58,16 @@ class RunNotFound(EvalctlError):
     status, type, code = 404, "invalid_request_error", "run_not_found"
 
 
-class PageNotFound(EvalctlError):
-    status, type, code = 404, "invalid_request_error", "not_found"
-
-
 class RunUnreadable(EvalctlError):
     """A run dir whose files cannot be parsed: the request was fine, the data on disk is not."""
 
     status, type, code = 422, "invalid_request_error", "run_unreadable"
+
+
+class ResourceNotFound(EvalctlError):
+    """An unknown file, job or other object id."""
+
+    status, type, code = 404, "invalid_request_error", "not_found"
 
 
 class PayloadTooLarge(EvalctlError):

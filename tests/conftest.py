@@ -72,7 +72,8 @@ def gateway(tiny_model, adapter_dirs, tmp_path_factory) -> Gateway:
     config.write_text(yaml.safe_dump(serve_config(tiny_model)))
     results = tmp_path_factory.mktemp("results")
     proc = ServerProcess(["--config", str(config), "--api-key", API_KEY, "--admin-key", ADMIN_KEY,
-                          "--log-dir", str(logs), "--results-dir", str(results)],
+                          "--log-dir", str(logs), "--results-dir", str(results),
+                          "--jobs-dir", str(logs / "jobs")],
                          logs / "gateway.log").start(timeout=600)
     yield Gateway(proc.url, proc, tiny_model, adapter_dirs, results_dir=results)
     proc.stop()

@@ -30,11 +30,12 @@ def _root(request: Request) -> Path:
 
 
 def _is_run(path: Path) -> bool:
-    return (path / SUMMARY).is_file() or (path / CONFIG).is_file()
+    # config.json alone is no run: model and checkpoint dirs have one too; a run writes results.jsonl at once
+    return (path / SUMMARY).is_file() or ((path / CONFIG).is_file() and (path / RESULTS).is_file())
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Every run dir (one with summary.json or config.json) below `root`, in path order.
+    """Every run dir (summary.json, or config.json + results.jsonl) below `root`, in path order.
     A run dir is not searched further; hidden dirs (caches, .git) are skipped."""
     found = []
     for dirpath, dirnames, _ in os.walk(root):

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
-from ..errors import PageNotFound
+from ..errors import ResourceNotFound
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -41,5 +41,5 @@ async def asset(name: str):
     path = UI_DIR / name
     # One flat folder: a name with a separator or an unknown suffix is not one of our files.
     if "/" in name or "\\" in name or name.startswith(".") or path.suffix not in TYPES or not path.is_file():
-        raise PageNotFound(f"no page file {name!r}")
+        raise ResourceNotFound(f"no page file {name!r}")
     return FileResponse(path, media_type=TYPES[path.suffix], headers=HEADERS)

@@ -28,6 +28,8 @@ def results(tmp_path_factory) -> Path:
     write_run(root / "sft", "sft", [3, 4, 5, 6], error_at=3)  # all right, one engine error recorded
     write_run(root / "demo" / "grpo", "grpo", [3, 4, 9, 6])
     write_run(root / "unfinished", "sft", [3, 4], finish=False)
+    (root / "merged-model").mkdir()  # a model dir has a config.json too, and is no run
+    (root / "merged-model" / "config.json").write_text('{"model_type": "qwen2"}')
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("not a run")
     write_run(root / ".hidden", "x", [1])
@@ -36,7 +38,8 @@ def results(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(results, tmp_path_factory):
-    settings = ServeSettings(api_key="k", results_dir=results, adapter_store=tmp_path_factory.mktemp("store"))
+    store = tmp_path_factory.mktemp("store")
+    settings = ServeSettings(api_key="k", results_dir=results, adapter_store=store, jobs_dir=store / "jobs")
     with TestClient(create_app(settings, runtime=Runtime(settings))) as c:
         yield c
 
@@ -115,12 +118,13 @@ def test_a_corrupt_run_is_reported_not_fatal(tmp_path):
     write_run(tmp_path / "good", "m", [3])
     write_run(tmp_path / "bad", "m", [3])
     (tmp_path / "bad" / "summary.json").write_text("{not json")
-    settings = ServeSettings(results_dir=tmp_path, adapter_store=tmp_path / "store")
+    settings = ServeSettings(results_dir=tmp_path, adapter_store=tmp_path / "store", jobs_dir=tmp_path / "jobs")
     with TestClient(create_app(settings, runtime=Runtime(settings))) as c:
         assert [r["id"] for r in c.get("/v1/evalctl/runs").json()["data"]] == ["good"]
         r = c.get("/v1/evalctl/runs/bad")
         assert r.status_code == 422 and r.json()["error"]["code"] == "run_unreadable"
-        missing = ServeSettings(results_dir=tmp_path / "absent", adapter_store=tmp_path / "store2")
+        missing = ServeSettings(results_dir=tmp_path / "absent", adapter_store=tmp_path / "store2",
+                                jobs_dir=tmp_path / "jobs2")
     with TestClient(create_app(missing, runtime=Runtime(missing))) as c:
         assert c.get("/v1/evalctl/runs").json()["data"] == []
 
