@@ -1,11 +1,10 @@
 // Adapters: list, load and unload LoRA adapters (vLLM's bodies; the admin key is needed).
 
 import { api, forgetModels } from "./api.js";
-import { $, el, fillModelSelects, fmtTime, short, status } from "./dom.js";
+import { $, el, fmtTime, short, status } from "./dom.js";
 
 export async function showAdapters() {
   const body = $("#ad-table tbody");
-  fillModelSelects($("#tab-adapters")).catch(() => {});
   let list;
   try {
     list = await api("/v1/adapters");

@@ -27,10 +27,10 @@ function axisTicks(root, x0, x1, y0, y1, lo, hi, fmt) {
 }
 
 // rows: [{label, mean, stderr}]; one panel per metric.
-export function barChart(title, rows, { width = 260, height = 200 } = {}) {
+export function barChart(title, rows, { width = 228, height = 184 } = {}) {
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, class: "chart-svg", role: "img" });
   root.append(svg("title", {}, title));
-  const [x0, x1, y0, y1] = [40, width - 8, 22, height - 44];
+  const [x0, x1, y0, y1] = [40, width - 8, 30, height - 26];
   const top = niceMax(Math.max(...rows.map((r) => (r.mean ?? 0) + (r.stderr ?? 0)), 0));
   root.append(svg("text", { x: width / 2, y: 14, "text-anchor": "middle", class: "chart-title" }, title));
   axisTicks(root, x0, x1, y0, y1, 0, top, (v) => (top <= 1 ? v.toFixed(2) : v.toFixed(1)));

@@ -3,7 +3,7 @@
 
 import { api, forgetModels } from "./api.js";
 import { lineChart } from "./chart.js";
-import { $, el, fillModelSelects, fmtTime, status } from "./dom.js";
+import { $, el, fmtTime, status } from "./dom.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 let current = null;   // the job shown in the detail card
@@ -151,7 +151,6 @@ async function tick() {
 export async function showJobs(id) {
   current = id || null;
   if (!current) $("#job-detail").hidden = true;
-  fillModelSelects($("#tab-jobs")).catch(() => {});
   fillFiles();
   await tick();
   clearInterval(poll);

@@ -27,6 +27,7 @@ function route() {
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.tab === name);
   document.body.dataset.tab = name;
   if (name !== "jobs") leaveJobs();
+  loadModels();  // cached; refetched after an adapter or a finished job changed the list
   if (name === "results") return arg ? showRun(arg) : showRuns();
   if (name === "jobs") return showJobs(arg);
   if (name === "adapters") return showAdapters();
@@ -53,7 +54,6 @@ function initKey() {
     e.preventDefault();
     setKey(input.value.trim());
     forgetModels();
-    await loadModels();
     route();
   });
   $("#key-clear").addEventListener("click", () => {
@@ -71,6 +71,6 @@ initResults();
 initJobs();
 initAdapters();
 window.addEventListener("hashchange", route);
-loadModels().then(route);
+route();
 health();
 setInterval(health, 15000);

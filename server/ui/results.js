@@ -91,10 +91,12 @@ function kv(obj) {
 function summaryView(s) {
   const metrics = Object.entries(s.metrics || {});
   const parts = [];
+  const tables = el("div", { class: "side-by-side" });
   parts.push(el("p", { class: "muted" }, [s.task, s.model, s.complete ? `${s.num_examples} examples, ${s.num_failed} failed`
     : "unfinished (no summary.json yet)", s.updated_at && `updated ${fmtTime(s.updated_at)}`].filter(Boolean).join(" · ")));
+  parts.push(tables);
   if (metrics.length) {
-    parts.push(el("table", { class: "grid compact", id: "res-metrics" },
+    tables.append(el("table", { class: "grid compact", id: "res-metrics" }, el("caption", {}, "Metrics"),
       el("thead", {}, el("tr", {}, ...["metric", "mean", "± stderr", "n"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...metrics.map(([name, m]) => el("tr", {}, el("td", {}, name), el("td", { class: "num" }, fmtNum(m.mean)),
         el("td", { class: "num" }, fmtNum(m.stderr)), el("td", { class: "num" }, m.n))))));
@@ -102,7 +104,8 @@ function summaryView(s) {
   const cats = Object.entries(s.by_category || {});
   if (cats.length) {
     const names = metrics.map(([n]) => n);
-    parts.push(el("h3", {}, "By category"), el("table", { class: "grid compact" },
+    tables.append(el("table", { class: "grid compact", id: "res-categories" },
+      el("caption", {}, "By category"),
       el("thead", {}, el("tr", {}, el("th", {}, "category"), el("th", { class: "num" }, "n"), ...names.map((n) => el("th", { class: "num" }, n)))),
       el("tbody", {}, ...cats.map(([c, v]) => el("tr", {}, el("td", {}, c), el("td", { class: "num" }, v.num_examples),
         ...names.map((n) => el("td", { class: "num" }, fmtNum(v[n]))))))));
@@ -120,7 +123,7 @@ function sampleRow(rec, scoreNames) {
   const completion = (rec.completions || [])[0] ?? rec.completion ?? "";
   const row = el("tr", { class: "sample", "data-id": rec.id },
     el("td", {}, rec.id), el("td", {}, rec.category ?? ""),
-    el("td", { class: "clip", title: "the prompt's end" }, tail(rec.prompt, 70)), el("td", { class: "clip" }, short(completion, 70)),
+    el("td", { class: "clip", title: "the prompt's end" }, tail(rec.prompt, 48)), el("td", { class: "clip" }, short(completion, 48)),
     el("td", {}, short((rec.extracted || [])[0] ?? "", 24)),
     ...scoreNames.map((n) => el("td", { class: "num" }, fmtNum(rec.scores?.[n], 2))),
     el("td", { class: "error" }, rec.error ? short(rec.error, 40) : ""));
@@ -148,8 +151,10 @@ async function loadSamples() {
     return;
   }
   const scoreNames = [...new Set(page.data.flatMap((r) => Object.keys(r.scores || {})))];
-  $("thead", table).replaceChildren(el("tr", {}, ...["id", "category", "prompt", "completion", "extracted"]
-    .map((h) => el("th", {}, h)), ...scoreNames.map((n) => el("th", { class: "num" }, n)), el("th", {}, "error")));
+  const heads = ["id", "category", "prompt", "completion", "extracted"].map((h) => el("th", {}, h));
+  // Long score names may wrap after an underscore, so the table fits without scrolling sideways.
+  const scoreHeads = scoreNames.map((n) => el("th", { class: "num", title: n }, n.replaceAll("_", "_\u200b")));
+  $("thead", table).replaceChildren(el("tr", {}, ...heads, ...scoreHeads, el("th", {}, "error")));
   $("tbody", table).replaceChildren(...page.data.flatMap((r) => sampleRow(r, scoreNames)));
   const end = Math.min(offset + PAGE, page.total);
   $("#res-count").textContent = page.total ? `${offset + 1}–${end} of ${page.total} (click a row for the full text)` : "no samples";

@@ -4,6 +4,7 @@ tab's main action, checks the DOM and saves a screenshot (EVALCTL_UI_SCREENSHOTS
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -250,3 +251,48 @@ def test_adapters_load_list_unload(page, gateway, tmp_path):
     assert "unloaded ui-zero" in page.find("#ad-status").text
     with gateway.admin() as admin:
         assert "ui-zero" not in [a["name"] for a in admin.get("/v1/adapters").json()["data"]]
+
+
+ROWS = [{"messages": [{"role": "user", "content": f"{n} has {i} pens. How many pens?"},
+                      {"role": "assistant", "content": f"<answer> {i} </answer>"}]}
+        for i, n in enumerate(["Ann", "Bob", "Carla", "Dev", "Emma", "Farid", "Gita", "Hugo"])]
+
+
+def test_jobs_upload_train_follow_and_cancel(page, gateway, tmp_path):
+    data = tmp_path / "pens.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    page.open("jobs", key=page.gw.admin_key)
+    page.find("#job-file").send_keys(str(data))
+    page.choose("#job-model", "tiny")
+    page.fill("#job-steps", "6")
+    page.fill("#job-batch", "2")
+    page.fill("#job-suffix", "ui")
+    page.find("#job-start").click()
+    page.wait(lambda d: d.execute_script("return location.hash").startswith("#/jobs/ftjob"))
+    job_id = page.d.execute_script("return location.hash").split("/")[-1]
+    assert page.find(f"#job-table tr[data-job='{job_id}']")
+    page.wait(lambda d: page.find("#job-detail").get_attribute("data-status") in ("succeeded", "failed"), timeout=600)
+    fields = page.find("#job-fields").text
+    assert page.find("#job-detail").get_attribute("data-status") == "succeeded", fields
+    assert "step 6 / 6" in fields
+    assert len(page.all("#job-chart svg circle")) >= 3  # a loss point per logged step
+    with gateway.admin() as admin:
+        job = admin.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+        file_id = job["training_file"]
+    assert job["fine_tuned_model"] and job["fine_tuned_model"] in page.find(f"#job-table tr[data-job='{job_id}']").text
+    assert page.find("#job-cancel").get_attribute("hidden") is not None  # nothing to cancel any more
+    page.shot("jobs")
+
+    page.choose("#job-existing", file_id)  # a second, long job on the same upload, cancelled while it runs
+    page.fill("#job-steps", "5000")
+    page.fill("#job-suffix", "ui-cancel")
+    page.find("#job-start").click()
+    page.wait(lambda d: d.execute_script("return location.hash") not in ("", f"#/jobs/{job_id}"))
+    second = page.d.execute_script("return location.hash").split("/")[-1]
+    page.wait(lambda d: page.find("#job-detail").get_attribute("data-status") == "running", timeout=300)
+    page.find("#job-cancel").click()
+    page.wait(lambda d: page.find("#job-detail").get_attribute("data-status") == "cancelled", timeout=120)
+    with gateway.admin() as admin:
+        assert admin.get(f"/v1/fine_tuning/jobs/{second}").json()["status"] == "cancelled"
+    page.open("playground")  # the finished job's adapter is served and offered in the model list
+    page.choose("#pg-model", job["fine_tuned_model"])
