@@ -270,7 +270,7 @@ def test_jobs_upload_train_follow_and_cancel(page, gateway, tmp_path):
     page.find("#job-start").click()
     page.wait(lambda d: d.execute_script("return location.hash").startswith("#/jobs/ftjob"))
     job_id = page.d.execute_script("return location.hash").split("/")[-1]
-    assert page.find(f"#job-table tr[data-job='{job_id}']")
+    page.wait_css(f"#job-table tr[data-job='{job_id}']")  # the list re-renders on the next poll
     page.wait(lambda d: page.find("#job-detail").get_attribute("data-status") in ("succeeded", "failed"), timeout=600)
     fields = page.find("#job-fields").text
     assert page.find("#job-detail").get_attribute("data-status") == "succeeded", fields
