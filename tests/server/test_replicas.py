@@ -21,8 +21,8 @@ import yaml
 
 from evalctl.process import ServerProcess
 from server.engine import DOWN, SYNCING, UP, EngineGroup, Replica
-from server.lifecycle import _resolve
-from server.settings import EngineConfig
+from server.lifecycle import Runtime, _resolve
+from server.settings import EngineConfig, ServeSettings
 from tests.conftest import ADMIN_KEY, API_KEY, ENGINE_ENV
 
 
@@ -94,6 +94,22 @@ async def test_discover_resolves_addresses_to_urls():
     assert await _resolve("localhost:8123") in (["http://127.0.0.1:8123"], ["http://127.0.0.1:8123", "http://[::1]:8123"],
                                                 ["http://[::1]:8123"])
     assert await _resolve("no-such-host.invalid:80", quiet=True) == []
+
+
+async def test_discovered_replicas_join_down_and_leave(tmp_path):
+    """A new address joins DOWN (the health check + adapter sync admit it); a vanished one
+    leaves routing at once; an empty DNS answer changes nothing."""
+    settings = ServeSettings(adapter_store=tmp_path, engines=[{"name": "m", "discover": "svc:8000"}])
+    rt = Runtime(settings)
+    g = EngineGroup(settings.engines[0], [rt._replica(settings.engines[0], "http://10.0.0.1:8000")])
+    g.replicas[0].state = UP
+    rt._apply_discovered(g, ["http://10.0.0.2:8000"])
+    assert [(r.url, r.state) for r in g.replicas] == [("http://10.0.0.2:8000", DOWN)]
+    assert [r.url for r in rt._removed] == ["http://10.0.0.1:8000"] and rt._removed[0].state == DOWN
+    rt._apply_discovered(g, [])
+    assert len(g.replicas) == 1
+    for r in [*g.replicas, *rt._removed]:
+        await r.client.aclose()
 
 
 # -- real: two vLLM CPU replicas ------------------------------------------------------------
