@@ -54,6 +54,12 @@ class AdapterNotFound(ModelNotFound):
     code = "adapter_not_found"
 
 
+class ResourceNotFound(EvalctlError):
+    """An unknown file, job or other object id."""
+
+    status, type, code = 404, "invalid_request_error", "not_found"
+
+
 class PayloadTooLarge(EvalctlError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
 

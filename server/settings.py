@@ -3,6 +3,7 @@ environment variables (EVALCTL_*). Field descriptions become the CLI's help text
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -111,6 +112,17 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, description="Largest request body accepted (larger: 413).")
     request_timeout: float = Field(600.0, description="Seconds an upstream request may take before it is abandoned.")
     engine_poll_interval: float = Field(2.0, description="Seconds between engine liveness checks.")
+    jobs_dir: Path | None = Field(
+        None, description="Directory for fine-tuning jobs: the SQLite database, uploaded files, job outputs "
+        "(default: ~/.cache/evalctl/jobs). Jobs survive a restart with the same directory.",
+    )
+    max_concurrent_jobs: int = Field(1, ge=0, description="Fine-tuning jobs trained at once (0: queue only).")
+    max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest file accepted by /v1/files (larger: 413).")
+    job_cpu_threads: int = Field(1, ge=0, description="Torch CPU threads per training worker (0: torch's default; "
+                                 "1 is far faster beside a vLLM CPU engine on the same cores).")
+
+    def jobs_path(self) -> Path:
+        return Path(self.jobs_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "evalctl" / "jobs")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ServeSettings":

@@ -70,6 +70,7 @@ def gateway(tiny_model, adapter_dirs, tmp_path_factory) -> Gateway:
     config = logs / "serve.yaml"
     config.write_text(yaml.safe_dump(serve_config(tiny_model)))
     proc = ServerProcess(["--config", str(config), "--api-key", API_KEY, "--admin-key", ADMIN_KEY,
-                          "--log-dir", str(logs)], logs / "gateway.log").start(timeout=600)
+                          "--log-dir", str(logs), "--jobs-dir", str(logs / "jobs")], logs / "gateway.log"
+                         ).start(timeout=600)
     yield Gateway(proc.url, proc, tiny_model, adapter_dirs)
     proc.stop()
