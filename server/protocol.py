@@ -98,6 +98,14 @@ class UnloadLoRAAdapterRequest(BaseModel):
     lora_int_id: int | None = Field(None, description="Accepted for vLLM compatibility; ignored.")
 
 
+class AdapterReplicaStatus(BaseModel):
+    replica: str = Field(description="The replica's label (`base[i]` for engines evalctl started, else `base@url`).")
+    url: str
+    state: Literal["starting", "syncing", "up", "down"] = Field(
+        description="Only `up` replicas get traffic; one that (re)joins is `syncing` until it holds every adapter.")
+    loaded: bool = Field(description="This adapter version is registered on the replica.")
+
+
 class AdapterInfo(BaseModel):
     name: str
     base: str = Field(description="The base model (engine) this adapter runs on.")
@@ -107,6 +115,8 @@ class AdapterInfo(BaseModel):
     engine_name: str = Field(description="The versioned name the engine knows this version by.")
     snapshot: str = Field(description="The server's immutable copy the engine reads.")
     inflight: int = Field(description="Requests currently running on this version.")
+    replicas: list[AdapterReplicaStatus] = Field(
+        default_factory=list, description="evalctl extension: where this version is loaded, per engine replica.")
 
 
 class AdapterList(BaseModel):

@@ -23,9 +23,26 @@ class EngineConfig(BaseModel):
         default_factory=list,
         description="URLs of already running OpenAI-compatible servers to front instead of starting vLLM.",
     )
+    urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "URLs of vLLM servers started elsewhere (other hosts, Kubernetes pods) to use as this model's replicas. "
+            "Unlike `upstream`, the gateway manages them like its own engines: health checks, adapters loaded on "
+            "each; they must read the adapter store at the same path (a shared volume)."
+        ),
+    )
+    discover: str | None = Field(
+        None,
+        description=(
+            "HOST:PORT of a headless Service (Kubernetes) whose addresses are this model's vLLM replicas; "
+            "re-resolved every engine_poll_interval, so scaling the Deployment adds or removes replicas."
+        ),
+    )
     aliases: list[str] = Field(default_factory=list, description="Extra names that route to this base model.")
     adapters: dict[str, str] = Field(default_factory=dict, description="LoRA adapters to load at start: NAME: PATH.")
     replicas: int = Field(1, ge=1, description="Number of vLLM processes to start for this model.")
+    restart: bool = Field(
+        True, description="Restart a started replica whose process exited (backoff from 5 s, doubling to 5 min).")
     runner: Literal["generate", "pooling"] = Field("generate", description="vLLM runner; `pooling` for embedding models.")
     convert: Literal["auto", "embed", "classify", "reward"] | None = Field(
         None, description="vLLM --convert: serve a generative architecture as a pooling model (e.g. embed).")
@@ -49,17 +66,31 @@ class EngineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "EngineConfig":
-        if not self.model and not self.upstream:
-            raise ValueError("an engine needs `model` (to start vLLM) or `upstream` (URLs to front)")
-        if self.model and self.upstream:
+        external = bool(self.urls) + bool(self.discover)
+        if not self.model and not self.upstream and not external:
+            raise ValueError("an engine needs `model` (to start vLLM), `urls`/`discover` (vLLM replicas started "
+                             "elsewhere) or `upstream` (URLs to front)")
+        if self.upstream and (self.model or external):
             raise ValueError("give either `model` or `upstream` for an engine, not both")
+        if external > 1:
+            raise ValueError("give either `urls` or `discover` for an engine, not both")
+        if self.discover and ":" not in self.discover.rpartition("]")[2]:
+            raise ValueError(f"discover must be HOST:PORT, got {self.discover!r}")
         if not self.name:
+            if external and not self.model:
+                raise ValueError("an engine with `urls` or `discover` needs a `name`")
             self.name = self.model or "upstream"
         return self
 
     @property
     def managed(self) -> bool:
+        """The gateway manages the engines' adapters (its own processes, or external vLLM replicas)."""
         return not self.upstream
+
+    @property
+    def local(self) -> bool:
+        """The gateway starts the vLLM processes itself."""
+        return bool(self.model) and not self.urls and not self.discover
 
 
 class ServeSettings(BaseSettings):
