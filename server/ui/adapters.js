@@ -3,23 +3,31 @@
 import { api, forgetModels } from "./api.js";
 import { $, el, fmtTime, short, status } from "./dom.js";
 
+// "2/2 loaded": how many engine replicas hold this version; the title lists each replica's state.
+function replicasCell(replicas) {
+  if (!replicas.length) return el("td", {}, "–");
+  const loaded = replicas.filter((r) => r.loaded).length;
+  const title = replicas.map((r) => `${r.replica}: ${r.state}${r.loaded ? ", loaded" : ""}`).join("\n");
+  return el("td", { title, class: loaded < replicas.length ? "error" : null }, `${loaded}/${replicas.length} loaded`);
+}
+
 export async function showAdapters() {
   const body = $("#ad-table tbody");
   let list;
   try {
     list = await api("/v1/adapters");
   } catch (err) {
-    body.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "error" }, err.message)));
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "error" }, err.message)));
     return;
   }
   if (!list.data.length) {
-    body.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No adapters loaded.")));
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No adapters loaded.")));
     return;
   }
   body.replaceChildren(...list.data.map((a) => el("tr", { "data-adapter": a.name },
     el("td", {}, a.name), el("td", {}, a.base), el("td", { class: "num" }, a.version),
     el("td", { class: "clip", title: a.path }, short(a.path, 60)), el("td", {}, fmtTime(a.loaded_at)),
-    el("td", { class: "num" }, a.inflight),
+    el("td", { class: "num" }, a.inflight), replicasCell(a.replicas || []),
     el("td", {}, el("button", { type: "button", class: "danger small", "data-unload": a.name,
       onclick: () => unload(a.name) }, "Unload")))));
 }

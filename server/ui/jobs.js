@@ -133,7 +133,7 @@ async function showJob(id) {
   const fields = [["model", job.model], ["training file", job.training_file], ["method", job.method?.type],
     ["progress", p ? `step ${p.step} / ${p.total_steps}` : "–"], ["fine-tuned model", job.fine_tuned_model || "–"],
     ["trained tokens", job.trained_tokens ?? "–"], ["created", fmtTime(job.created_at)],
-    ["finished", fmtTime(job.finished_at)], ["hyperparameters", JSON.stringify(job.hyperparameters)]];
+    ["finished", fmtTime(job.finished_at)], ["hyperparameters", Object.entries(job.hyperparameters || {}).map(([k, v]) => `${k} ${v}`).join(" · ")]];
   if (job.error) fields.push(["error", `${job.error.code}: ${job.error.message}`]);
   $("#job-fields").replaceChildren(...fields.map(([k, v]) => el("div", {}, el("span", { class: "label" }, k), " ", String(v))));
   $("#job-chart").replaceChildren(lineChart("training loss", lossPoints(events)));

@@ -236,7 +236,7 @@ def test_adapters_load_list_unload(page, gateway, tmp_path):
     page.choose("#ad-base", "tiny")
     page.find("#ad-load").click()
     row = page.wait_css("#ad-table tr[data-adapter='ui-zero']")
-    assert "tiny" in row.text and str(zero)[:40] in row.text
+    assert "tiny" in row.text and str(zero)[:40] in row.text and "1/1 loaded" in row.text  # one engine replica
     assert "added successfully" in page.find("#ad-status").text
     with gateway.admin() as admin:
         assert "ui-zero" in [a["name"] for a in admin.get("/v1/adapters").json()["data"]]
