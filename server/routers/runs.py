@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 
 from evaluators.compare import CompareError, compare_runs
 from evaluators.results import CONFIG, RESULTS, SUMMARY, ResultsError, dedupe, read_jsonl
@@ -70,23 +71,26 @@ def _records(run: Path) -> list[dict]:
 
 def run_info(root: Path, run: Path) -> RunInfo:
     rid = run.relative_to(root).as_posix()
-    if (run / SUMMARY).is_file():
-        s = _read_json(run / SUMMARY)
-        metrics = {k: v for k, v in (s.get("metrics") or {}).items() if isinstance(v, dict)}
-        return RunInfo(id=rid, task=s.get("task"), model=s.get("model"), primary=s.get("primary"),
-                       num_examples=int(s.get("num_examples") or 0), num_failed=s.get("num_failed"),
-                       complete=True, metrics=metrics, updated_at=s.get("updated_at"))
-    cfg = _read_json(run / CONFIG)  # a run still writing: count what is there so far
-    return RunInfo(id=rid, task=cfg.get("task"), model=cfg.get("model"), num_examples=len(_records(run)),
-                   complete=False, updated_at=cfg.get("created_at"))
+    try:
+        if (run / SUMMARY).is_file():
+            s = _read_json(run / SUMMARY)
+            metrics = {k: v for k, v in (s.get("metrics") or {}).items() if isinstance(v, dict)}
+            return RunInfo(id=rid, task=s.get("task"), model=s.get("model"), primary=s.get("primary"),
+                           num_examples=s.get("num_examples") or 0, num_failed=s.get("num_failed"),
+                           complete=True, metrics=metrics, updated_at=s.get("updated_at"))
+        cfg = _read_json(run / CONFIG)  # a run still writing: count what is there so far
+        return RunInfo(id=rid, task=cfg.get("task"), model=cfg.get("model"), num_examples=len(_records(run)),
+                       complete=False, updated_at=cfg.get("created_at"))
+    except ValidationError as e:  # a field of the wrong type, e.g. in a hand-edited summary
+        raise RunUnreadable(f"{run}: {e.errors()[0]['loc'][0]} has an unexpected value") from None
 
 
 def run_dir(root: Path, run_id: str) -> Path:
     """The run dir for an id from the list; anything outside the results dir is simply not found."""
     parts = Path(run_id).parts
     path = (root / run_id).resolve()
-    if not run_id or Path(run_id).is_absolute() or any(p.startswith(".") for p in parts) \
-            or not path.is_relative_to(root) \
+    hidden_or_up = any(p.startswith(".") for p in parts)  # also refuses `..`
+    if not run_id or Path(run_id).is_absolute() or hidden_or_up or not path.is_relative_to(root) \
             or path == root or not _is_run(path):
         raise RunNotFound(f"no run {run_id!r} in {root}; GET /v1/evalctl/runs lists them", param="run_id")
     return path

@@ -118,11 +118,15 @@ def test_a_corrupt_run_is_reported_not_fatal(tmp_path):
     write_run(tmp_path / "good", "m", [3])
     write_run(tmp_path / "bad", "m", [3])
     (tmp_path / "bad" / "summary.json").write_text("{not json")
+    write_run(tmp_path / "odd", "m", [3])
+    odd = json.loads((tmp_path / "odd" / "summary.json").read_text())
+    (tmp_path / "odd" / "summary.json").write_text(json.dumps({**odd, "num_examples": "many"}))
     settings = ServeSettings(results_dir=tmp_path, adapter_store=tmp_path / "store", jobs_dir=tmp_path / "jobs")
     with TestClient(create_app(settings, runtime=Runtime(settings))) as c:
         assert [r["id"] for r in c.get("/v1/evalctl/runs").json()["data"]] == ["good"]
         r = c.get("/v1/evalctl/runs/bad")
         assert r.status_code == 422 and r.json()["error"]["code"] == "run_unreadable"
+        assert c.get("/v1/evalctl/runs/odd").status_code == 200  # the summary as it is on disk
         missing = ServeSettings(results_dir=tmp_path / "absent", adapter_store=tmp_path / "store2",
                                 jobs_dir=tmp_path / "jobs2")
     with TestClient(create_app(missing, runtime=Runtime(missing))) as c:
