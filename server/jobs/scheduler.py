@@ -260,11 +260,16 @@ def _kill_stale_worker(job: dict) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return
-    if b"server.jobs.worker" in cmdline and job["id"].encode() in cmdline:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    if b"server.jobs.worker" not in cmdline or job["id"].encode() not in cmdline:
+        return  # the pid was reused by another process
+    try:
+        os.killpg(pid, signal.SIGTERM)  # it may be saving the checkpoint its parent's death asked for
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _last_line(path: Path) -> str:
