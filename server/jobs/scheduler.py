@@ -26,13 +26,14 @@ import sys
 import time
 from pathlib import Path
 
+from trainers.errors import DataError
+
 from ..adapters import AdapterManager
 from ..engine import log_tail
 from ..routing import ModelRouter
 from ..settings import ServeSettings
 from .files import inspect_file
-from .store import TERMINAL, Store, new_id
-from trainers.errors import DataError
+from .store import Store, new_id
 
 log = logging.getLogger("evalctl.jobs")
 INTERRUPTED = 75
@@ -59,6 +60,9 @@ class Scheduler:
     # -- lifetime -----------------------------------------------------------------
     async def start(self) -> None:
         self.files_dir.mkdir(parents=True, exist_ok=True)
+        for job in self.store.jobs_with_status("running"):
+            if job["adapter_path"] and Path(job["adapter_path"]).is_dir():
+                await self._succeed(job)  # trained, but the gateway stopped before loading it
         self._recover()
         await self._reload_adapters()
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -276,5 +280,3 @@ def _last_line(path: Path) -> str:
     lines = [ln for ln in log_tail(path, 40).splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "(no output)"
 
-
-__all__ = ["Scheduler", "TERMINAL"]
