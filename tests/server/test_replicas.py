@@ -280,6 +280,11 @@ def test_restarted_replica_gets_adapters_before_traffic(two, adapter_dirs):
     assert {"A@v2", "B@v1", "__evalctl_base__"} <= set(held) and "A@v1" not in held
     for name in ("A", "B"):
         assert all(s["loaded"] and s["state"] == UP for s in adapters(two.url)[name]["replicas"])
+    with admin(two.url) as c:  # an unload reaches both replicas too
+        assert c.post("/v1/unload_lora_adapter", json={"lora_name": "B"}).status_code == 200
+    wait_for(lambda: all("B@v1" not in engine_adapters(e["url"]) for e in engines(two.url)), 30,
+             "B@v1 to leave both engines")
+    assert "B" not in adapters(two.url)
 
 
 @pytest.mark.engine
