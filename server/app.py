@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .errors import install_error_handlers
+from .jobs.scheduler import Scheduler
 from .lifecycle import Runtime
 from .metrics import Metrics
-from .jobs.scheduler import Scheduler
 from .routers import adapters, completions, embeddings, files, fine_tuning, health, models, runs, ui
 from .routing import ModelRouter
 from .settings import ServeSettings

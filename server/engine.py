@@ -83,8 +83,12 @@ class EngineProcess:
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank), "--max-loras", str(c.max_loras)]
         return cmd + list(c.extra_args)
 
+    def environment(self) -> dict[str, str]:
+        extra = self.config.replica_env[self.index] if self.index < len(self.config.replica_env) else {}
+        return {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", **self.config.env, **extra}
+
     def start(self) -> None:
-        env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", **self.config.env}
+        env = self.environment()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")
         log.info("starting engine %s on port %d (log: %s)", self.label, self.port, self.log_path)

@@ -62,6 +62,11 @@ class EngineConfig(BaseModel):
     )
     extra_args: list[str] = Field(default_factory=list, description="More vLLM CLI arguments, passed as given.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables for the vLLM processes.")
+    replica_env: list[dict[str, str]] = Field(
+        default_factory=list,
+        description=("Per-replica additions to `env`, in replica order, e.g. one GPU each: "
+                     "[{CUDA_VISIBLE_DEVICES: '0'}, {CUDA_VISIBLE_DEVICES: '1'}]."),
+    )
     startup_timeout: float = Field(900.0, description="Seconds to wait for each engine to become healthy.")
 
     @model_validator(mode="after")
@@ -72,6 +77,8 @@ class EngineConfig(BaseModel):
                              "elsewhere) or `upstream` (URLs to front)")
         if self.upstream and (self.model or external):
             raise ValueError("give either `model` or `upstream` for an engine, not both")
+        if len(self.replica_env) > self.replicas:
+            raise ValueError(f"replica_env has {len(self.replica_env)} entries for {self.replicas} replicas")
         if external > 1:
             raise ValueError("give either `urls` or `discover` for an engine, not both")
         if self.discover and ":" not in self.discover.rpartition("]")[2]:

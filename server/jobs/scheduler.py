@@ -26,13 +26,14 @@ import sys
 import time
 from pathlib import Path
 
+from trainers.errors import DataError
+
 from ..adapters import AdapterManager
 from ..engine import log_tail
 from ..routing import ModelRouter
 from ..settings import ServeSettings
 from .files import inspect_file
-from .store import TERMINAL, Store, new_id
-from trainers.errors import DataError
+from .store import Store, new_id
 
 log = logging.getLogger("evalctl.jobs")
 INTERRUPTED = 75
@@ -59,6 +60,9 @@ class Scheduler:
     # -- lifetime -----------------------------------------------------------------
     async def start(self) -> None:
         self.files_dir.mkdir(parents=True, exist_ok=True)
+        for job in self.store.jobs_with_status("running"):
+            if job["adapter_path"] and Path(job["adapter_path"]).is_dir():
+                await self._succeed(job)  # trained, but the gateway stopped before loading it
         self._recover()
         await self._reload_adapters()
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -260,16 +264,19 @@ def _kill_stale_worker(job: dict) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return
-    if b"server.jobs.worker" in cmdline and job["id"].encode() in cmdline:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    if b"server.jobs.worker" not in cmdline or job["id"].encode() not in cmdline:
+        return  # the pid was reused by another process
+    try:
+        os.killpg(pid, signal.SIGTERM)  # it may be saving the checkpoint its parent's death asked for
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _last_line(path: Path) -> str:
     lines = [ln for ln in log_tail(path, 40).splitlines() if ln.strip()]
     return lines[-1].strip() if lines else "(no output)"
 
-
-__all__ = ["Scheduler", "TERMINAL"]

@@ -183,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = train(store, job, args.db.parent / "jobs" / args.job_id)
-    except EXPECTED as e:
-        store.update_job(args.job_id, error={"code": "training_failed", "message": str(e).splitlines()[0],
-                                             "param": None})
+    except Exception as e:  # the job's error must say why; the traceback goes to worker.log
+        if not isinstance(e, EXPECTED):
+            log.exception("training failed")
+        first = (str(e).strip().splitlines() or [""])[0]
+        message = first if isinstance(e, EXPECTED) else f"{type(e).__name__}: {first}"
+        store.update_job(args.job_id, error={"code": "training_failed", "message": message, "param": None})
         return 1
     store.update_job(args.job_id, adapter_path=result["adapter"], trained_tokens=result["trained_tokens"])
     return 0

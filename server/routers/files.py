@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from starlette.datastructures import UploadFile
 
+from trainers.errors import DataError
+
 from ..auth import require_admin
 from ..errors import BadRequest, PayloadTooLarge, ResourceNotFound
 from ..jobs.files import inspect_file
 from ..jobs.store import new_id
 from ..protocol import FileDeleted, FileList, FileObject
-from trainers.errors import DataError
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_admin)])
 PURPOSES = ("fine-tune",)

@@ -5,8 +5,11 @@ from its checkpoint, still runs the queued one and serves the finished one again
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import subprocess
+import sys
 import time
 
 import openai
@@ -71,6 +74,44 @@ def test_recovery_never_leaves_a_job_running(tmp_path):
     assert "after step 3" in got["ftjob-lost"]["error"]["message"] and got["ftjob-lost"]["finished_at"]
     assert got["ftjob-queued"]["status"] == "queued"
     assert "checkpoint at step 6" in store.list_events("ftjob-ckpt", None, 5)[0][0]["message"]
+
+
+def test_worker_failure_fills_error(tmp_path):
+    """A real worker that cannot load its base exits 1 with the reason; the job fails with it."""
+    sched = Scheduler(ServeSettings(jobs_dir=tmp_path), adapters=None, router=None)
+    spec = {"base_path": str(tmp_path / "no-such-model"), "method_type": "supervised", "learning_rate": 1e-4,
+            "seed": 0, "hyperparameters": {"n_epochs": 1, "max_steps": 1, "batch_size": 1, "lora_rank": 4,
+                                           "lora_alpha": 8, "max_length": 64, "checkpoint_steps": 1}}
+    sched.store.add_job("ftjob-bad", spec)
+    sched.store.update_job("ftjob-bad", status="running")
+    job_dir = sched.job_dir("ftjob-bad")
+    job_dir.mkdir(parents=True)
+    (job_dir / "train.jsonl").write_text(json.dumps(ROWS[0]) + "\n")
+    code = subprocess.run([sys.executable, "-m", "server.jobs.worker", str(sched.store.path), "ftjob-bad"],
+                          capture_output=True, timeout=300).returncode
+    assert code == 1
+    asyncio.run(sched._finish("ftjob-bad", code))
+    job = sched.store.get_job("ftjob-bad")
+    assert job["status"] == "failed" and job["error"]["code"] == "training_failed"
+    assert "no-such-model" in job["error"]["message"]
+
+
+def test_crash_without_message_quotes_the_log_and_deleted_file_fails_validation(tmp_path):
+    sched = Scheduler(ServeSettings(jobs_dir=tmp_path), adapters=None, router=None)
+    sched.store.add_job("ftjob-crash", {})
+    sched.store.update_job("ftjob-crash", status="running")
+    sched.job_dir("ftjob-crash").mkdir(parents=True)
+    (sched.job_dir("ftjob-crash") / "worker.log").write_text("Traceback...\nMemoryError: out of memory\n")
+    asyncio.run(sched._finish("ftjob-crash", -9))
+    err = sched.store.get_job("ftjob-crash")["error"]
+    assert err["code"] == "training_failed" and "code -9: MemoryError: out of memory" in err["message"]
+
+    sched.store.add_file("file-gone", "gone.jsonl", 1, "fine-tune", tmp_path / "gone.jsonl", "messages", 1)
+    job = sched.store.add_job("ftjob-nofile", {"training_file": "file-gone", "validation_file": None})
+    sched._validate(job)
+    job = sched.store.get_job("ftjob-nofile")
+    assert job["status"] == "failed" and job["error"]["param"] == "training_file"
+    assert "file-gone was deleted" in job["error"]["message"]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from evalctl.process import ServerProcess
-from server.engine import DOWN, SYNCING, UP, EngineGroup, Replica
+from server.engine import DOWN, SYNCING, UP, EngineGroup, EngineProcess, Replica
 from server.lifecycle import Runtime, _resolve
 from server.settings import EngineConfig, ServeSettings
 from tests.conftest import ADMIN_KEY, API_KEY, ENGINE_ENV
@@ -88,6 +88,16 @@ def test_external_replicas_are_managed_not_local():
     cfg = EngineConfig(name="policy", urls=["http://a:8000"], model="/models/policy")
     assert cfg.managed and not cfg.local
     assert EngineConfig(model="m").local and not EngineConfig(upstream=["http://u"]).managed
+
+
+def test_replica_env_gives_each_local_replica_its_own_devices(tmp_path):
+    cfg = EngineConfig(model="m", replicas=3, env={"A": "1", "CUDA_VISIBLE_DEVICES": "0"},
+                       replica_env=[{}, {"CUDA_VISIBLE_DEVICES": "1"}])
+    envs = [EngineProcess(cfg, i, tmp_path / f"{i}.log").environment() for i in range(3)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0"]
+    assert all(e["A"] == "1" and e["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" for e in envs)
+    with pytest.raises(ValueError, match="2 entries for 1 replicas"):
+        EngineConfig(model="m", replica_env=[{}, {}])
 
 
 async def test_discover_resolves_addresses_to_urls():
@@ -280,6 +290,11 @@ def test_restarted_replica_gets_adapters_before_traffic(two, adapter_dirs):
     assert {"A@v2", "B@v1", "__evalctl_base__"} <= set(held) and "A@v1" not in held
     for name in ("A", "B"):
         assert all(s["loaded"] and s["state"] == UP for s in adapters(two.url)[name]["replicas"])
+    with admin(two.url) as c:  # an unload reaches both replicas too
+        assert c.post("/v1/unload_lora_adapter", json={"lora_name": "B"}).status_code == 200
+    wait_for(lambda: all("B@v1" not in engine_adapters(e["url"]) for e in engines(two.url)), 30,
+             "B@v1 to leave both engines")
+    assert "B" not in adapters(two.url)
 
 
 @pytest.mark.engine
