@@ -159,7 +159,7 @@ def wait_for(cond, timeout: float, what: str):
 
 
 async def burst(url: str, models: list[str], n: int, concurrency: int, streams: int = 0,
-                during=None) -> list[dict]:
+                during=None, max_tokens: int = 8) -> list[dict]:
     """n non-streaming + `streams` streaming completions; each result records the replica."""
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
     sem = asyncio.Semaphore(concurrency)
@@ -171,7 +171,7 @@ async def burst(url: str, models: list[str], n: int, concurrency: int, streams: 
             rec = {"model": model, "stream": stream, "replica": None, "error": None}
             try:
                 raw = await client.completions.with_raw_response.create(
-                    model=model, prompt=f"Ann has {i} apples", max_tokens=24 if stream else 8, temperature=0,
+                    model=model, prompt=f"Ann has {i} apples", max_tokens=24 if stream else max_tokens, temperature=0,
                     stream=stream, extra_body={"ignore_eos": True})
                 rec["replica"] = raw.headers.get("x-evalctl-replica")
                 if stream:
@@ -235,12 +235,21 @@ def test_killed_replica_costs_no_request_beyond_inflight_streams(two):
     victim = engines(two.url)[1]
     retries_before = metric(two.url, "evalctl_retries_total")
 
-    async def kill_when_busy(done: list[dict]) -> None:
-        while not [e for e in engines(two.url) if e["label"] == victim["label"] and e["outstanding"] >= 2]:
-            await asyncio.sleep(0.05)
-        os.killpg(victim["pid"], signal.SIGKILL)  # API server and engine core together
+    total = 46
 
-    results = asyncio.run(burst(two.url, ["tiny", "A"], n=40, concurrency=8, streams=6, during=kill_when_busy))
+    async def kill_when_busy(done: list[dict]) -> None:
+        # Poll off the event loop (a blocking call here would stall the burst itself) and give up
+        # loudly if the burst ends first, instead of waiting for a busy victim forever.
+        while len(done) < total:
+            info = await asyncio.to_thread(engines, two.url)
+            if [e for e in info if e["label"] == victim["label"] and e["outstanding"] >= 2]:
+                os.killpg(victim["pid"], signal.SIGKILL)  # API server and engine core together
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the burst finished before the victim replica had 2 requests in flight")
+
+    results = asyncio.run(burst(two.url, ["tiny", "A"], n=total - 6, concurrency=8, streams=6,
+                                during=kill_when_busy, max_tokens=32))
     failed = [r for r in results if r["error"]]
     assert [r for r in failed if not r["stream"]] == []  # every non-streaming request answered
     assert all(r["replica"] == victim["label"] for r in failed), failed  # only streams already on the victim
