@@ -70,16 +70,8 @@ class NoEmbedder(Embedder):
 
 class SentenceTransformerEmbedder(Embedder):
     def __init__(self, spec: str, batch_size: int = 32):
-        from sentence_transformers import SentenceTransformer
-
         self.spec, self.batch_size = spec, batch_size
-        name = spec.partition(":")[2]
-        try:
-            self.model = SentenceTransformer(name, device="cpu")
-        except Exception as e:  # noqa: BLE001 - hub/offline/format errors all mean "cannot load it"
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise EmbedderError(f"cannot load sentence-transformers model {name!r}: {first} "
-                                "(offline? pass a local path, --embedder endpoint:MODEL or --embedder none)") from None
+        self.model = _load_st(spec.partition(":")[2])
         if self.model.max_seq_length is None or self.model.max_seq_length > 8192:
             self.model.max_seq_length = 512  # tokenizers without a limit would embed whole books at once
 
@@ -120,6 +112,63 @@ class EndpointEmbedder(Embedder):
             except openai.OpenAIError as e:
                 raise EmbedderError(f"embedding with {self.model!r} failed: {_api_message(e)}") from None
         return [v for part in parts for v in part]
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect: offline, huggingface_hub's own retries take ~90 s to give up."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _in_hf_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return True  # cannot tell: let sentence-transformers try
+    try:
+        return any(isinstance(try_to_load_from_cache(name, f), str) for f in ("modules.json", "config.json"))
+    except Exception:  # noqa: BLE001 - an id the hub would refuse: let the loader say so
+        return True
+
+
+def _load_st(name: str):
+    """A local path as is; a hub id from the local cache first, then the hub if it can be reached."""
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer
+
+    def fail(e: Exception | None, why: str = ""):
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200] if e else why
+        return EmbedderError(f"cannot load sentence-transformers model {name!r}: {first} "
+                             "(pass a local path, --embedder endpoint:MODEL or --embedder none)")
+
+    if not Path(name).expanduser().exists() and not _in_hf_cache(name) and not _hub_reachable():
+        # Checked before importing sentence-transformers (seconds of imports for a known answer).
+        raise fail(None, "not in the local Hugging Face cache and the hub cannot be reached (offline)")
+    try:
+        if Path(name).expanduser().exists():
+            return SentenceTransformer(str(Path(name).expanduser()), device="cpu")
+        try:
+            return SentenceTransformer(name, device="cpu", local_files_only=True)
+        except Exception:  # noqa: BLE001 - not in the cache (or broken there): try the hub below
+            if not _hub_reachable():
+                raise fail(None, "not in the local Hugging Face cache and the hub cannot be reached (offline)") \
+                    from None
+        return SentenceTransformer(name, device="cpu")
+    except EmbedderError:
+        raise
+    except Exception as e:  # noqa: BLE001 - hub/format errors all mean "cannot load it"
+        raise fail(e) from None
 
 
 def _api_message(e: Exception) -> str:

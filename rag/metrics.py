@@ -6,6 +6,7 @@ Everything here is pure: prompts in, parsed numbers out (None when a reply is un
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from evaluators.judge import _json_objects
@@ -74,6 +75,20 @@ def relevance_messages(question: str, passages: list[str]) -> list[dict[str, str
     return [{"role": "user", "content": RELEVANCE.format(question=question, passages=body)}]
 
 
+def _objects(text: str):
+    """JSON objects in the reply (evaluators.judge's finder), then the outermost `{...}` read as a
+    Python literal: judges write nested single-quoted dicts that the judge module's finder cuts short."""
+    yield from _json_objects(text)
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        try:
+            obj = ast.literal_eval(text[start:end + 1])
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            return
+        if isinstance(obj, dict):
+            yield obj
+
+
 def _truthy(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
@@ -91,7 +106,7 @@ def _truthy(value: Any) -> bool | None:
 def parse_faithfulness(text: str | None) -> dict[str, Any]:
     """{"faithfulness": supported/claims (None for no claims), "claims": n, "supported": m}
     or {"parse_error": True, "raw": text}."""
-    for obj in _json_objects(text or ""):
+    for obj in _objects(text or ""):
         claims = obj.get("claims")
         if not isinstance(claims, list):
             continue
@@ -106,7 +121,7 @@ def parse_faithfulness(text: str | None) -> dict[str, Any]:
 def parse_relevance(text: str | None, n_passages: int) -> dict[str, Any]:
     """{"context_relevance": relevant/passages, "relevant": [bools]} or a parse error; a reply
     with another number of verdicts than passages is not trusted."""
-    for obj in _json_objects(text or ""):
+    for obj in _objects(text or ""):
         flags = obj.get("relevant")
         if not isinstance(flags, list) or len(flags) != n_passages:
             continue
