@@ -44,7 +44,8 @@ def store_options(fn):
 def endpoint_options(fn):
     fn = click.option("--api-key", envvar="EVALCTL_API_KEY", default=None, help="Bearer key (env EVALCTL_API_KEY).")(fn)
     fn = click.option("--base-url", envvar="EVALCTL_BASE_URL", default="http://127.0.0.1:8000", show_default=True,
-                      help="OpenAI-compatible endpoint for generation and endpoint embeddings (env EVALCTL_BASE_URL).")(fn)
+                      help="OpenAI-compatible endpoint for generation and endpoint embeddings "
+                           "(env EVALCTL_BASE_URL).")(fn)
     return fn
 
 
@@ -214,16 +215,18 @@ def _csv(value: str, cast=str) -> list:
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
 @click.option("--model", help="Also answer each question with this model (through the endpoint).")
 @click.option("--judge", help="Grade answers with this model: faithfulness and context relevance.")
+@click.option("--judge-max-tokens", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--answer-mode", type=MODE, help="Retrieval for the answers [default: hybrid or bm25].")
 @click.option("--answer-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--max-chars", type=click.IntRange(min=1), help="Cut each passage in answer/judge prompts.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run dir (results.jsonl, summary.json); resumed.")
 @click.option("--no-progress", is_flag=True)
 @store_options
 @endpoint_options
 @friendly
-def eval_(collection, questions, methods, ks, gold_sep, limit, model, judge, answer_mode, answer_k, max_tokens, out,
-          no_progress, chroma_path, chroma_url, base_url, api_key) -> None:
+def eval_(collection, questions, methods, ks, gold_sep, limit, model, judge, judge_max_tokens, answer_mode, answer_k,
+          max_tokens, max_chars, out, no_progress, chroma_path, chroma_url, base_url, api_key) -> None:
     """Retrieval recall@k / MRR per method, and optionally judged answer metrics."""
     from .errors import RagError
     from .evaluate import EvalSpec, load_questions, run_eval
@@ -240,8 +243,9 @@ def eval_(collection, questions, methods, ks, gold_sep, limit, model, judge, ans
     if not retriever.dense_available:
         names = [m for m in names if m not in ("dense", "hybrid")] or ["bm25"]
     sep = gold_sep if gold_sep is not None else ("-" if cail else None)
-    spec = EvalSpec(collection, str(Path(questions).resolve()), names, cuts, sep or None, model, judge, answer_mode,
-                    answer_k, max_tokens, extra={"embedder": retriever.embedder_spec, "limit": limit})
+    spec = EvalSpec(collection, str(Path(questions).resolve()), names, cuts, sep or None, model, judge,
+                    judge_max_tokens, answer_mode, answer_k, max_tokens, max_chars,
+                    extra={"embedder": retriever.embedder_spec, "limit": limit})
     out = out or Path("runs") / f"rag-eval-{collection}"
     endpoint = _endpoint(base_url, api_key)
 

@@ -145,8 +145,6 @@ def _load_st(name: str):
     """A local path as is; a hub id from the local cache first, then the hub if it can be reached."""
     from pathlib import Path
 
-    from sentence_transformers import SentenceTransformer
-
     def fail(e: Exception | None, why: str = ""):
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200] if e else why
         return EmbedderError(f"cannot load sentence-transformers model {name!r}: {first} "
@@ -155,6 +153,8 @@ def _load_st(name: str):
     if not Path(name).expanduser().exists() and not _in_hf_cache(name) and not _hub_reachable():
         # Checked before importing sentence-transformers (seconds of imports for a known answer).
         raise fail(None, "not in the local Hugging Face cache and the hub cannot be reached (offline)")
+    from sentence_transformers import SentenceTransformer
+
     try:
         if Path(name).expanduser().exists():
             return SentenceTransformer(str(Path(name).expanduser()), device="cpu")

@@ -11,6 +11,7 @@ those the default `gold_sep` is "-", so a retrieved chunk of "264-0-2" counts as
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,8 +19,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from evaluators.results import (CONFIG, RESULTS, SUMMARY, ResultsWriter, completed_ids, dedupe, git_commit,
-                                mean_stderr, read_jsonl, repair_tail, sha256_path, write_json)
+from evaluators.results import (
+    CONFIG,
+    RESULTS,
+    SUMMARY,
+    ResultsWriter,
+    completed_ids,
+    dedupe,
+    git_commit,
+    mean_stderr,
+    read_jsonl,
+    repair_tail,
+    sha256_path,
+    write_json,
+)
 
 from . import metrics as M
 from .errors import RagError
@@ -38,13 +51,15 @@ class EvalSpec:
     gold_sep: str | None = None
     model: str | None = None  # answers generated with this model (retrieved with answer_method)
     judge: str | None = None
+    judge_max_tokens: int = 512
     answer_method: str | None = None
     answer_k: int = 3
     max_tokens: int = 256
+    max_chars: int | None = None  # passages cut to this many characters in answer and judge prompts
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-RESUME_KEYS = ("collection", "methods", "ks", "gold_sep", "model", "judge", "answer_method", "answer_k")
+RESUME_KEYS = ("collection", "methods", "ks", "gold_sep", "model", "judge", "answer_method", "answer_k", "max_chars")
 
 
 def _cail_gold(rec: dict) -> list | None:
@@ -101,7 +116,7 @@ def prepare_out(out: Path, spec: EvalSpec) -> set[str]:
 
 
 def retrieval_record(retriever: Retriever, spec: EvalSpec, batch: list[dict]) -> list[dict]:
-    depth = max(spec.ks) * (5 if spec.gold_sep else 1)  # several chunks may fold into one gold unit
+    depth = max(spec.ks) * 5  # several chunks may fold into one document (or gold unit)
     records = [{"id": q["id"], "question": q["question"], "relevant": q["relevant"], "retrieval": {}, "scores": {}}
                for q in batch]
     for method in spec.methods:
@@ -115,17 +130,16 @@ def retrieval_record(retriever: Retriever, spec: EvalSpec, batch: list[dict]) ->
 
 
 async def _answer_one(client, spec: EvalSpec, rec: dict, hits) -> None:
-    g = await client.generate(spec.model, ask_messages(rec["question"], hits), temperature=0,
+    g = await client.generate(spec.model, ask_messages(rec["question"], hits, spec.max_chars), temperature=0,
                               max_tokens=spec.max_tokens)
     rec["answer"] = {"ids": [h.id for h in hits], "text": g.texts[0] if g.texts else None, "error": g.error,
                      "cited": cited_ids(g.texts[0], hits) if g.texts else []}
     if not spec.judge or g.error:
         return
+    judge = functools.partial(client.generate, spec.judge, temperature=0, max_tokens=spec.judge_max_tokens)
     faith, rel = await asyncio.gather(
-        client.generate(spec.judge, M.faithfulness_messages(context_block(hits), g.texts[0]), temperature=0,
-                        max_tokens=512),
-        client.generate(spec.judge, M.relevance_messages(rec["question"], [h.text for h in hits]), temperature=0,
-                        max_tokens=256))
+        judge(M.faithfulness_messages(context_block(hits, spec.max_chars), g.texts[0])),
+        judge(M.relevance_messages(rec["question"], [h.text[:spec.max_chars] for h in hits])))
     f = {"error": faith.error} if faith.error else M.parse_faithfulness(faith.texts[0] if faith.texts else "")
     r = {"error": rel.error} if rel.error else M.parse_relevance(rel.texts[0] if rel.texts else "", len(hits))
     rec["judge"] = {"faithfulness": f, "context_relevance": r}

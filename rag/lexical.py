@@ -1,8 +1,11 @@
 """BM25 over a CJK-aware tokenizer.
 
-Chinese has no spaces, so CJK runs become character unigrams plus bigrams (the
-usual dictionary-free baseline; bigrams carry most legal terms such as 盗窃,
-交通肇事); other scripts become lower-cased words and numbers. BM25 is computed
+Chinese has no spaces, so CJK runs become overlapping character bigrams (the usual
+dictionary-free baseline: bigrams carry most legal terms such as 盗窃, 交通肇事); a
+one-character run stays a unigram. Adding all unigrams too was measured worse on the
+CAIL2018 -> criminal-law-article set (recall@1 0.198 vs 0.242, @10 0.466 vs 0.491):
+frequent characters (人, 被, 的) let short, unrelated paragraphs win. Other scripts
+become lower-cased words and numbers. BM25 is computed
 with a sparse document-term matrix, so scoring a long query (a whole case
 description) against every chunk is one sparse product rather than a Python loop
 per term (what rank-bm25 does).
@@ -22,13 +25,12 @@ _IS_CJK = re.compile(rf"[{_CJK}]")
 
 
 def tokenize(text: str) -> list[str]:
-    """CJK runs -> unigrams + bigrams; everything else -> lower-cased word/number tokens."""
+    """CJK runs -> overlapping bigrams (a lone character: itself); else lower-cased word/number tokens."""
     out: list[str] = []
     for m in _TOKEN.finditer(text or ""):
         run = m.group(0)
         if _IS_CJK.match(run):
-            out.extend(run)
-            out.extend(run[i:i + 2] for i in range(len(run) - 1))
+            out.extend(run[i:i + 2] for i in range(len(run) - 1)) if len(run) > 1 else out.append(run)
         else:
             out.append(run.lower())
     return out

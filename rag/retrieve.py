@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from .embed import EndpointConfig, Embedder, make_embedder, normalize_spec
+from .embed import Embedder, EndpointConfig, make_embedder, normalize_spec
 from .errors import RagError
 from .lexical import BM25
 from .store import Store, embedder_of

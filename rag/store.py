@@ -84,7 +84,7 @@ class Store:
             return fn(*args, **kw)
         except NotFoundError:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if type(e).__name__ in ("ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError"):
                 raise StoreUnavailable(f"lost the Chroma server at {self.cfg.describe()}: {_first_line(e)}") from None
             raise
@@ -121,7 +121,8 @@ class Store:
             page = self._call(col.get, include=list(include), limit=PAGE, offset=offset)
             out["ids"].extend(page["ids"])
             for k in include:
-                out[k].extend(page[k] or [])
+                got = page[k]
+                out[k].extend(list(got) if got is not None else [])  # embeddings come as an array
             if len(page["ids"]) < PAGE:
                 return out
             offset += PAGE

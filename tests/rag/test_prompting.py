@@ -29,7 +29,8 @@ def test_augment_chat_prompt_puts_context_in_the_last_user_message():
               {"role": "assistant", "content": "A"}, {"role": "user", "content": "Q2"}]
     out = augment_prompt(prompt, HITS)
     assert out[0] == prompt[0] and out[1] == prompt[1]
-    assert out[3]["content"].startswith("Context (retrieved passages):\n[law.txt#0]") and out[3]["content"].endswith("Q2")
+    assert out[3]["content"].startswith("Context (retrieved passages):\n[law.txt#0]")
+    assert out[3]["content"].endswith("Q2")
     assert prompt[3]["content"] == "Q2"  # the sample itself is not modified
 
 
