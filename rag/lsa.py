@@ -24,8 +24,12 @@ class LSA:
         n = np.linalg.norm(x, axis=1, keepdims=True)
         return x / np.where(n > 0, n, 1.0)
 
-    def top(self, query: str, k: int) -> list[tuple[int, float]]:
-        q = self._norm(self.svd.transform(self.vectorizer.transform([query])))[0]
-        s = self.docs @ q
-        idx = np.argsort(-s, kind="stable")[:k]
-        return [(int(i), float(s[i])) for i in idx]
+    def top_many(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
+        """(document index, cosine) of the best `k` documents per query; one matrix product for all."""
+        q = self._norm(self.svd.transform(self.vectorizer.transform(queries)))
+        scores = q @ self.docs.T
+        out = []
+        for s in scores:
+            idx = np.argsort(-s, kind="stable")[:k]
+            out.append([(int(i), float(s[i])) for i in idx])
+        return out

@@ -104,7 +104,7 @@ class Retriever:
             from .lsa import LSA
 
             self._lsa = LSA(self.texts)
-        return [self._lsa.top(q, depth) for q in queries]
+        return self._lsa.top_many(queries, depth)
 
     def search_many(self, queries: list[str], k: int = 3, mode: str | None = None,
                     depth: int | None = None) -> list[list[Hit]]:

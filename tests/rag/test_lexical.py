@@ -45,3 +45,12 @@ def test_rrf_rewards_items_ranked_well_by_both():
     fused = rrf([["a", "b", "c"], ["b", "c", "a"]])
     assert [x for x, _ in fused] == ["b", "a", "c"]
     assert abs(fused[0][1] - (1 / 62 + 1 / 61)) < 1e-12
+
+
+def test_lsa_baseline_ranks_the_overlapping_document_first():
+    from rag.lsa import LSA
+
+    lsa = LSA(["盗窃公私财物，数额较大的", "故意杀人的，处死刑", "交通肇事致人死亡", "the cat sat on the mat"])
+    [theft, cat] = lsa.top_many(["被告人盗窃财物", "a cat on a mat"], 2)
+    assert theft[0][0] == 0 and cat[0][0] == 3
+    assert theft[0][1] > theft[1][1]

@@ -41,6 +41,11 @@ def chunk_ids(store: Store, name: str) -> set[str]:
     return set(store.records(store.get(name), include=())["ids"])
 
 
+def test_telemetry_is_off_for_both_clients(tmp_path, chroma_server):
+    for cfg in (StoreConfig(path=tmp_path / "db"), StoreConfig(url=chroma_server)):
+        assert Store(cfg).client.get_settings().anonymized_telemetry is False
+
+
 def test_ingest_is_idempotent_and_replaces_changed_documents(tmp_path):
     corpus, db = write_corpus(tmp_path / "corpus"), tmp_path / "db"
     first = ingest(corpus, store=("--chroma-path", db))
