@@ -105,7 +105,10 @@ def prepare_out(out: Path, spec: EvalSpec) -> set[str]:
     out.mkdir(parents=True, exist_ok=True)
     cfg = out / CONFIG
     if cfg.exists():
-        old = json.loads(cfg.read_text())
+        try:
+            old = json.loads(cfg.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise RagError(f"{cfg} is unreadable; use a new --out") from None
         for key in RESUME_KEYS:
             if old.get(key) != asdict(spec)[key]:
                 raise RagError(f"cannot resume {out}: it was run with {key}={json.dumps(old.get(key))}, "
