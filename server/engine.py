@@ -83,8 +83,12 @@ class EngineProcess:
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank), "--max-loras", str(c.max_loras)]
         return cmd + list(c.extra_args)
 
+    def environment(self) -> dict[str, str]:
+        extra = self.config.replica_env[self.index] if self.index < len(self.config.replica_env) else {}
+        return {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", **self.config.env, **extra}
+
     def start(self) -> None:
-        env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", **self.config.env}
+        env = self.environment()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")
         log.info("starting engine %s on port %d (log: %s)", self.label, self.port, self.log_path)
@@ -142,18 +146,52 @@ class EngineProcess:
         return False
 
 
+# Replica states. Only UP replicas get traffic; a replica that comes back (or joins) passes
+# through SYNCING, where it receives the current adapter set, before it is UP again.
+STARTING, SYNCING, UP, DOWN = "starting", "syncing", "up", "down"
+_AFFINITY_KEEP = 64  # engine-side model names remembered per replica for adapter affinity
+
+
 @dataclass
 class Replica:
-    """One upstream URL with its pooled HTTP client and load counter."""
+    """One vLLM server (own process or external URL) with its pooled HTTP client and load counter."""
 
     url: str
     client: httpx.AsyncClient
     process: EngineProcess | None = None
+    label: str = ""
     outstanding: int = 0
-    healthy: bool = True
+    state: str = UP
+    reason: str = ""  # why it is not UP, for /v1/engines
+    loaded: set[str] = field(default_factory=set)  # engine-side adapter names confirmed on this replica
+    last_served: dict[str, float] = field(default_factory=dict)  # engine model -> last time sent here
+    restarts: int = 0
+    served: int = 0
 
     def alive(self) -> bool:
-        return self.healthy and (self.process is None or self.process.alive())
+        return self.state == UP and (self.process is None or self.process.alive())
+
+    def mark_down(self, reason: str) -> None:
+        """Stop routing here until the health check readmits it (after reconciling adapters).
+        What it had loaded is unknown from now on: a restarted vLLM has nothing."""
+        if self.state == UP:
+            log.warning("replica %s ejected: %s", self.label or self.url, reason)
+        self.state, self.reason = DOWN, reason
+        self.loaded.clear()
+
+    def note_served(self, engine_model: str) -> None:
+        self.served += 1
+        self.last_served[engine_model] = time.monotonic()
+        if len(self.last_served) > _AFFINITY_KEEP:
+            oldest = min(self.last_served, key=self.last_served.__getitem__)
+            del self.last_served[oldest]
+
+    def describe(self) -> dict:
+        p = self.process
+        return {"label": self.label, "url": self.url, "alive": self.alive(), "state": self.state,
+                "reason": self.reason or None, "outstanding": self.outstanding, "served": self.served,
+                "restarts": self.restarts, "adapters": sorted(self.loaded),
+                "pid": p.proc.pid if p and p.proc else None, "log": str(p.log_path) if p else None}
 
 
 @dataclass
@@ -165,14 +203,28 @@ class EngineGroup:
     served_names: list[str] = field(default_factory=list)
     discovered: list[dict] = field(default_factory=list)  # the engine's own /v1/models entries
     max_model_len: int | None = None
+    # Held while adapters are registered, dropped or reconciled, so a replica being synced
+    # cannot miss an adapter loaded at the same moment.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def pick(self) -> Replica | None:
-        live = [r for r in self.replicas if r.alive()]
-        return min(live, key=lambda r: r.outstanding) if live else None
+    def live(self) -> list[Replica]:
+        return [r for r in self.replicas if r.alive()]
+
+    def pick(self, engine_model: str | None = None, exclude: Replica | None = None) -> Replica | None:
+        """Least outstanding requests; among equals, the replica that served `engine_model`
+        most recently (its LoRA slot is likely still warm), then list order."""
+        best, best_key = None, None
+        for r in self.replicas:
+            if r is exclude or not r.alive():
+                continue
+            key = (r.outstanding, -r.last_served.get(engine_model, 0.0) if engine_model else 0.0)
+            if best_key is None or key < best_key:
+                best, best_key = r, key
+        return best
 
 
 def make_client(url: str, timeout: float) -> httpx.AsyncClient:

@@ -54,6 +54,22 @@ class AdapterNotFound(ModelNotFound):
     code = "adapter_not_found"
 
 
+class RunNotFound(EvalctlError):
+    status, type, code = 404, "invalid_request_error", "run_not_found"
+
+
+class RunUnreadable(EvalctlError):
+    """A run dir whose files cannot be parsed: the request was fine, the data on disk is not."""
+
+    status, type, code = 422, "invalid_request_error", "run_unreadable"
+
+
+class ResourceNotFound(EvalctlError):
+    """An unknown file, job or other object id."""
+
+    status, type, code = 404, "invalid_request_error", "not_found"
+
+
 class PayloadTooLarge(EvalctlError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
 
@@ -87,7 +103,10 @@ def describe_validation_error(errors: list[dict]) -> tuple[str, str | None]:
     """The first pydantic error as (message, param). Union members appear in `loc` as
     type tags (`prompt.str`, `stop.list[str]`); the client only needs the field path."""
     first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ())
+    where = list(first.get("loc", ()))
+    if where and where[0] in ("query", "path"):  # where FastAPI found it, not part of the parameter's name
+        where = where[1:]
+    loc = [str(p) for p in where
            if isinstance(p, int) or (str(p).isidentifier() and str(p) not in _TYPE_TAGS)]
     param = ".".join(loc) or None
     return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param

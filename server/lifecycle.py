@@ -1,22 +1,27 @@
-"""Bring engines up and down: start vLLM processes (or attach to upstream URLs),
-discover what they serve, install adapters, watch liveness, stop everything."""
+"""Bring engines up and down: start vLLM processes (or attach to vLLM replicas started
+elsewhere, or to upstream URLs), discover what they serve, install adapters, and keep
+watching: eject a replica that fails its health check, restart a started one whose
+process exited, and readmit a replica only after it holds the current adapter set."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 
 from .adapters import AdapterManager
-from .engine import EngineGroup, EngineProcess, Replica, make_client
+from .engine import DOWN, STARTING, UP, EngineGroup, EngineProcess, Replica, make_client
 from .errors import EngineStartError
-from .settings import ServeSettings
+from .settings import EngineConfig, ServeSettings
 
 log = logging.getLogger("evalctl.lifecycle")
+RESTART_BACKOFF = (5.0, 300.0)  # first delay before restarting a dead engine, and the cap
 
 
 class Runtime:
@@ -30,14 +35,20 @@ class Runtime:
         self.groups: dict[str, EngineGroup] = {}
         self.adapters = AdapterManager(self.store / "adapters", self.groups)
         self._watch: asyncio.Task | None = None
+        self._restarting: dict[int, asyncio.Task] = {}  # id(replica) -> its restart task
+        self._backoff: dict[int, tuple[float, float]] = {}  # id(replica) -> (not before, next delay)
+        self._removed: list[Replica] = []  # discovered replicas gone from DNS, closed once idle
 
     async def start(self) -> None:
         try:
             await self._start_engines()
             for g in self.groups.values():
                 await self._discover(g)
+                if g.config.managed:  # clean slate: drop what a previous gateway left on external engines
+                    for r in g.live():
+                        await self.adapters.reconcile(g, r)
                 if g.config.managed and g.config.enable_lora and g.config.base_via_zero_adapter \
-                        and g.config.runner == "generate":
+                        and g.config.runner == "generate" and g.config.model:
                     await self.adapters.install_zero(g)
                 for name, path in g.config.adapters.items():
                     await self.adapters.load(name, path, base=g.name)
@@ -50,26 +61,54 @@ class Runtime:
         procs: list[EngineProcess] = []
         for cfg in self.settings.engines:
             replicas = []
-            if cfg.managed:
+            if cfg.local:
                 for i in range(cfg.replicas):
                     p = EngineProcess(cfg, i, self.log_dir / f"{cfg.name.replace('/', '__')}-{i}.log")
                     procs.append(p)
-                    replicas.append(Replica(p.url, make_client(p.url, self.settings.request_timeout), p))
+                    replicas.append(Replica(p.url, make_client(p.url, self.settings.request_timeout), p,
+                                            label=p.label))
             else:
-                replicas = [Replica(u.rstrip("/"), make_client(u.rstrip("/"), self.settings.request_timeout))
-                            for u in cfg.upstream]
+                urls = await _resolve(cfg.discover) if cfg.discover else (cfg.urls or cfg.upstream)
+                replicas = [self._replica(cfg, u) for u in urls]
             self.groups[cfg.name] = EngineGroup(cfg, replicas)
         for p in procs:
             p.start()
         waits = [p.wait_healthy(p.config.startup_timeout) for p in procs]
+        waits += [self._wait_external(g) for g in self.groups.values() if not g.config.local]
         results = await asyncio.gather(*waits, return_exceptions=True)
-        for p, r in zip(procs, results):
+        for r in results:
             if isinstance(r, BaseException):
                 raise r
-            log.info("engine %s healthy after %.1fs", p.label, r)
+        for p in procs:
+            log.info("engine %s healthy", p.label)
+
+    def _replica(self, cfg: EngineConfig, url: str) -> Replica:
+        url = url.rstrip("/")
+        # Replicas started elsewhere begin DOWN: a first health check (and adapter sync) admits them.
+        state = DOWN if cfg.managed else UP
+        return Replica(url, make_client(url, self.settings.request_timeout), label=f"{cfg.name}@{url}",
+                       state=state, reason="not checked yet" if state == DOWN else "")
+
+    async def _wait_external(self, g: EngineGroup) -> None:
+        """External replicas may still be starting (pods, other hosts): wait for one to answer."""
+        if not g.config.managed:
+            return
+        deadline = time.monotonic() + g.config.startup_timeout
+        while time.monotonic() < deadline:
+            if g.config.discover:
+                self._apply_discovered(g, await _resolve(g.config.discover, quiet=True))
+            oks = await asyncio.gather(*(_healthy(r) for r in g.replicas))
+            for r, ok in zip(g.replicas, oks):
+                r.state = UP if ok else DOWN  # UP before its first sync: start() reconciles it at once
+            if any(oks):
+                return
+            await asyncio.sleep(1.0)
+        where = g.config.discover or ", ".join(g.config.urls)
+        raise EngineStartError(f"engine {g.name}: no replica at {where} became healthy within "
+                               f"{g.config.startup_timeout:.0f}s")
 
     async def _discover(self, g: EngineGroup) -> None:
-        replica = g.replicas[0]
+        replica = g.pick() or g.replicas[0]
         try:
             r = await replica.client.get("/v1/models", timeout=30)
             r.raise_for_status()
@@ -80,33 +119,123 @@ class Runtime:
         g.max_model_len = next((m.get("max_model_len") for m in models if m.get("max_model_len")), None)
         g.discovered = models
 
+    # -- watching ---------------------------------------------------------------
     async def _watch_loop(self) -> None:
-        """Mark replicas down/up; a managed replica whose process exited stays down."""
         while True:
             await asyncio.sleep(self.settings.engine_poll_interval)
-            for g in self.groups.values():
-                for r in g.replicas:
-                    if r.process is not None and not r.process.alive():
-                        if r.healthy:
-                            log.error("engine %s exited (code %s)", r.process.label, r.process.proc.returncode)
-                        r.healthy = False
-                        continue
-                    try:
-                        ok = (await r.client.get("/health", timeout=5)).status_code == 200
-                    except httpx.HTTPError:
-                        ok = False
-                    if ok and not r.healthy:
-                        await self.adapters.sync_replica(g, r)
-                    r.healthy = ok
+            try:
+                await self.check_all()
+            except Exception:  # the watcher must survive anything one replica does
+                log.exception("engine watch failed")
+
+    async def check_all(self) -> None:
+        for g in self.groups.values():
+            if g.config.discover:
+                self._apply_discovered(g, await _resolve(g.config.discover, quiet=True))
+        await asyncio.gather(*(self._check(g, r) for g in self.groups.values() for r in g.replicas))
+        for r in [r for r in self._removed if r.outstanding == 0]:
+            self._removed.remove(r)
+            await r.client.aclose()
+
+    async def _check(self, g: EngineGroup, r: Replica) -> None:
+        if id(r) in self._restarting:
+            return
+        if r.process is not None and not r.process.alive():
+            r.mark_down(f"process exited with code {r.process.proc.returncode if r.process.proc else None}")
+            if g.config.restart:
+                self._maybe_restart(g, r)
+            return
+        ok = await _healthy(r)
+        if not ok:
+            r.mark_down("health check failed")
+        elif r.state == DOWN and g.config.managed:
+            await self._readmit(g, r)
+        elif r.state == DOWN:
+            r.state, r.reason = UP, ""
+
+    async def _readmit(self, g: EngineGroup, r: Replica) -> None:
+        try:
+            await self.adapters.reconcile(g, r)
+        except Exception as e:
+            r.mark_down(f"adapter sync failed: {getattr(e, 'message', e)!s}"[:300])
+        else:
+            log.info("replica %s readmitted", r.label)
+
+    def _maybe_restart(self, g: EngineGroup, r: Replica) -> None:
+        not_before, delay = self._backoff.get(id(r), (0.0, RESTART_BACKOFF[0]))
+        if time.monotonic() < not_before:
+            return
+        self._backoff[id(r)] = (time.monotonic() + delay, min(delay * 2, RESTART_BACKOFF[1]))
+        task = asyncio.get_running_loop().create_task(self._restart(g, r))
+        self._restarting[id(r)] = task
+        task.add_done_callback(lambda _: self._restarting.pop(id(r), None))
+
+    async def _restart(self, g: EngineGroup, r: Replica) -> None:
+        """Start the process again on the same port; it serves only once reconciled."""
+        p = r.process
+        r.state, r.reason = STARTING, "restarting"
+        r.restarts += 1
+        log.warning("restarting engine %s (restart %d)", r.label, r.restarts)
+        await asyncio.to_thread(p.stop, 5.0)  # engine-core children of the dead API server
+        p.start()
+        try:
+            await p.wait_healthy(g.config.startup_timeout)
+        except EngineStartError as e:
+            r.mark_down(str(e).splitlines()[0])
+            return
+        await self._readmit(g, r)
+        if r.state == UP:
+            self._backoff.pop(id(r), None)
+
+    def _apply_discovered(self, g: EngineGroup, urls: list[str]) -> None:
+        if not urls:  # a DNS hiccup must not empty the group
+            return
+        known = {r.url for r in g.replicas}
+        for u in urls:
+            if u not in known:
+                log.info("replica %s discovered for %s", u, g.name)
+                g.replicas.append(self._replica(g.config, u))
+        for r in [r for r in g.replicas if r.url not in urls]:
+            log.info("replica %s gone from %s", r.url, g.config.discover)
+            g.replicas.remove(r)
+            r.mark_down("gone from DNS")
+            self._removed.append(r)
 
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        restarts = list(self._restarting.values())
+        for task in restarts:
+            task.cancel()
+        await asyncio.gather(*restarts, return_exceptions=True)  # none may start a process after this
         await self.adapters.drain()
         for g in self.groups.values():
+            if g.config.managed and not g.config.local:
+                await self.adapters.detach(g)
             for r in g.replicas:
                 await r.client.aclose()
         await asyncio.gather(*[asyncio.to_thread(r.process.stop) for g in self.groups.values()
                                for r in g.replicas if r.process is not None])
         if self._own_store:
             shutil.rmtree(self.store, ignore_errors=True)
+
+
+async def _healthy(r: Replica) -> bool:
+    try:
+        return (await r.client.get("/health", timeout=5)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _resolve(hostport: str, quiet: bool = False) -> list[str]:
+    """Every address a headless Service name resolves to, as replica URLs."""
+    host, _, port = hostport.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError as e:
+        if not quiet:
+            log.warning("cannot resolve %s: %s", hostport, e)
+        return []
+    addrs = sorted({i[4][0] for i in infos})
+    return [f"http://[{a}]:{port}" if ":" in a else f"http://{a}:{port}" for a in addrs]

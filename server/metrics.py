@@ -16,6 +16,10 @@ class Metrics:
                                  ["model", "endpoint"], buckets=_BUCKETS, registry=self.registry)
         self.tokens = Counter("evalctl_tokens", "Tokens reported by the engines' usage", ["model", "kind"],
                               registry=self.registry)
+        self.retries = Counter("evalctl_retries", "Requests retried on another replica after an early failure",
+                               ["engine", "reason"], registry=self.registry)
+        self.replica_requests = Counter("evalctl_replica_requests", "Requests answered, per replica",
+                                        ["engine", "replica"], registry=self.registry)
         self.errors = Counter("evalctl_errors", "Requests answered with an error", ["model", "type"],
                               registry=self.registry)
 
@@ -27,6 +31,9 @@ class Metrics:
             self.errors.labels(model, f"http_{status}").inc()
         for kind, n in usage:  # a stream reports usage once; a response body once per request
             self.tokens.labels(model, kind.decode()).inc(int(n))
+
+    def retry(self, engine: str, reason: str) -> None:
+        self.retries.labels(engine, reason).inc()
 
     def error(self, model: str, type_: str) -> None:
         self.errors.labels(model, type_).inc()

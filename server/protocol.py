@@ -98,6 +98,14 @@ class UnloadLoRAAdapterRequest(BaseModel):
     lora_int_id: int | None = Field(None, description="Accepted for vLLM compatibility; ignored.")
 
 
+class AdapterReplicaStatus(BaseModel):
+    replica: str = Field(description="The replica's label (`base[i]` for engines evalctl started, else `base@url`).")
+    url: str
+    state: Literal["starting", "syncing", "up", "down"] = Field(
+        description="Only `up` replicas get traffic; one that (re)joins is `syncing` until it holds every adapter.")
+    loaded: bool = Field(description="This adapter version is registered on the replica.")
+
+
 class AdapterInfo(BaseModel):
     name: str
     base: str = Field(description="The base model (engine) this adapter runs on.")
@@ -107,8 +115,204 @@ class AdapterInfo(BaseModel):
     engine_name: str = Field(description="The versioned name the engine knows this version by.")
     snapshot: str = Field(description="The server's immutable copy the engine reads.")
     inflight: int = Field(description="Requests currently running on this version.")
+    replicas: list[AdapterReplicaStatus] = Field(
+        default_factory=list, description="evalctl extension: where this version is loaded, per engine replica.")
 
 
 class AdapterList(BaseModel):
     object: Literal["list"] = "list"
     data: list[AdapterInfo]
+
+
+# -- our extension: evaluation runs, read-only, for the web page ------------------------
+class RunInfo(BaseModel):
+    id: str = Field(description="The run dir's path relative to the results dir; used in the runs URLs.")
+    object: Literal["evalctl.run"] = "evalctl.run"
+    task: str | None = None
+    model: str | None = None
+    primary: str | None = Field(None, description="The task's main metric.")
+    num_examples: int = Field(description="Samples written so far (results.jsonl lines for an unfinished run).")
+    num_failed: int | None = None
+    complete: bool = Field(description="summary.json exists; false for a run still writing (or killed).")
+    metrics: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="summary.json's metrics: name -> {field, mean, stderr, n}.")
+    updated_at: str | None = None
+
+
+class RunList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RunInfo]
+    results_dir: str = Field(description="The directory scanned (the server's `results_dir` setting).")
+
+
+class SampleList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]] = Field(description="results.jsonl records, one per sample, as written.")
+    total: int = Field(description="Records matching the filters, before paging.")
+    offset: int
+    limit: int
+# -- Files and fine-tuning jobs (OpenAI's shapes; our additions carry a description) ------------
+
+Auto = Literal["auto"]
+
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Literal["uploaded", "processed", "error"] = "processed"
+    expires_at: int | None = None
+    status_details: str | None = None
+    format: str | None = Field(None, description="evalctl extension: the data format detected on upload "
+                               "(alpaca, sharegpt, messages, prompt, preference).")
+    records: int | None = Field(None, description="evalctl extension: the number of records in the file.")
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FileObject]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class _Hyper(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: Auto | Annotated[int, Field(ge=1)] = "auto"
+    learning_rate_multiplier: Auto | Annotated[float, Field(gt=0)] = "auto"
+    n_epochs: Auto | Annotated[int, Field(ge=1)] = "auto"
+    max_steps: int | None = Field(None, ge=1, description="evalctl extension: stop after this many optimizer "
+                                  "steps (overrides n_epochs).")
+    lora_rank: int | None = Field(None, ge=1, description="evalctl extension: LoRA rank (default: the smaller "
+                                  "of 16 and the engine's max_lora_rank).")
+    lora_alpha: float | None = Field(None, gt=0, description="evalctl extension: LoRA alpha (default: 2 x rank).")
+    max_length: int | None = Field(None, ge=8, description="evalctl extension: truncate tokenized samples "
+                                   "to this length (default 1024).")
+    checkpoint_steps: int | None = Field(None, ge=1, description="evalctl extension: save a resumable "
+                                         "checkpoint every N steps (default 50; one is also saved at each "
+                                         "epoch end).")
+
+
+class SupervisedHyperparameters(_Hyper):
+    pass
+
+
+class DpoHyperparameters(_Hyper):
+    beta: Auto | Annotated[float, Field(gt=0)] = "auto"
+
+
+class SupervisedMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hyperparameters: SupervisedHyperparameters | None = None
+
+
+class DpoMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hyperparameters: DpoHyperparameters | None = None
+
+
+class JobMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["supervised", "dpo", "reinforcement"]
+    supervised: SupervisedMethod | None = None
+    dpo: DpoMethod | None = None
+    reinforcement: dict[str, Any] | None = None
+
+
+class CreateJobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: StrictStr = Field(min_length=1)
+    training_file: StrictStr = Field(min_length=1)
+    validation_file: StrictStr | None = None
+    method: JobMethod | None = None
+    hyperparameters: SupervisedHyperparameters | None = Field(
+        None, description="Deprecated by OpenAI in favour of `method`; applies to supervised jobs.")
+    suffix: StrictStr | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9._\-]*$")
+    seed: int | None = None
+    metadata: dict[str, StrictStr] | None = None
+    integrations: list[dict[str, Any]] | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class FineTuningJob(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    hyperparameters: dict[str, Any]
+    model: str
+    organization_id: str = "evalctl"
+    result_files: list[str] = Field(default_factory=list)
+    seed: int
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+    trained_tokens: int | None = None
+    training_file: str
+    validation_file: str | None = None
+    estimated_finish: int | None = None
+    integrations: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+    method: dict[str, Any]
+    user_provided_suffix: str | None = None
+    progress: dict[str, int | None] | None = Field(
+        None, description="evalctl extension: {step, total_steps} of the running (or last) training run.")
+
+
+class FineTuningJobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJob]
+    has_more: bool
+
+
+class FineTuningJobEvent(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    data: dict[str, Any] | None = Field(
+        None, description="For `metrics` events: step, total_steps, epoch, loss (also as OpenAI's "
+        "train_loss), learning_rate, and whatever else the trainer logged (grad_norm, valid_loss, ...).")
+    type: Literal["message", "metrics"] = "message"
+
+
+class FineTuningJobEventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobEvent]
+    has_more: bool
+
+
+class FineTuningJobCheckpoint(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: dict[str, float | None]
+    step_number: int
+
+
+class FineTuningJobCheckpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobCheckpoint]
+    has_more: bool
+    first_id: str | None = None
+    last_id: str | None = None

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 from fastapi import Request
@@ -14,6 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from .errors import BadRequest, EngineUnavailable, describe_validation_error, InvalidJSON, PayloadTooLarge, UpstreamError
+from .engine import Replica
 from .routing import Target
 
 _USAGE = re.compile(rb'"(prompt|completion)_tokens":\s*(\d+)')
@@ -75,25 +77,87 @@ async def forward(request: Request, path: str, schema: type[BaseModel]) -> Respo
         raise
 
 
-async def _send(request: Request, path: str, payload: dict, target: Target) -> Response:
-    state = request.app.state
-    replica = target.group.pick()
-    if replica is None:
-        raise EngineUnavailable(f"engine {target.group.name!r} is unavailable (no live replica)")
-    if target.engine_model != target.public:
-        payload["model"] = target.engine_model
-    upstream = replica.client.build_request("POST", path, content=json.dumps(payload).encode(),
-                                            headers={"content-type": "application/json"})
-    t0 = time.perf_counter()
-    replica.outstanding += 1
+# A timeout means the engine is slow, not gone: retrying would double the wait.
+_NO_RETRY = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
+
+
+class _Dropped(Exception):
+    """The replica failed before any byte reached the client, so another may take the request."""
+
+
+@dataclass
+class _Reply:
+    resp: httpx.Response
+    head: bytes  # the whole body, or a stream's first chunk
+    rest: AsyncIterator[bytes] | None = None
+
+
+async def _attempt(replica: Replica, group: str, path: str, content: bytes, stream: bool) -> _Reply:
+    """Send to one replica and read up to the point of no return: the whole body, or the
+    first chunk of a stream (until then nothing has been sent to the client)."""
+    upstream = replica.client.build_request("POST", path, content=content, headers={"content-type": "application/json"})
+    resp, keep = None, False
     try:
         resp = await replica.client.send(upstream, stream=True)
+        if stream and resp.status_code == 200:
+            rest = resp.aiter_raw()
+            reply = _Reply(resp, await anext(rest, b""), rest)
+            keep = True  # the stream is handed on open
+            return reply
+        return _Reply(resp, await resp.aread())
+    except _NO_RETRY as e:
+        raise EngineUnavailable(f"engine {group!r} at {replica.url} timed out: {type(e).__name__}") from None
     except httpx.TransportError as e:
-        replica.outstanding -= 1
-        state.metrics.error(target.public, "engine_unavailable")
-        raise EngineUnavailable(f"engine {target.group.name!r} at {replica.url} is unavailable: {type(e).__name__}") from None
+        replica.mark_down(f"request failed: {type(e).__name__}")
+        raise _Dropped(f"engine {group!r} at {replica.url} is unavailable: {type(e).__name__}") from None
+    finally:
+        if resp is not None and not keep:
+            await resp.aclose()
+
+
+async def _send(request: Request, path: str, payload: dict, target: Target) -> Response:
+    state = request.app.state
+    group = target.group
+    if target.engine_model != target.public:
+        payload["model"] = target.engine_model
+    content, stream = json.dumps(payload).encode(), bool(payload.get("stream"))
+    t0 = time.perf_counter()
+    failed: Replica | None = None
+    while True:  # at most twice: a second replica gets one try when the first fails early
+        replica = group.pick(target.engine_model, exclude=failed)
+        if replica is None:
+            state.metrics.error(target.public, "engine_unavailable")
+            raise EngineUnavailable(f"engine {group.name!r} is unavailable (no live replica)")
+        replica.outstanding += 1
+        replica.note_served(target.engine_model)
+        try:
+            reply = await _attempt(replica, group.name, path, content, stream)
+        except _Dropped as e:
+            replica.outstanding -= 1
+            if failed is not None or group.pick(target.engine_model, exclude=replica) is None:
+                state.metrics.error(target.public, "engine_unavailable")
+                raise EngineUnavailable(str(e)) from None
+            state.metrics.retry(group.name, "connection")
+            failed = replica
+            continue
+        except BaseException as e:
+            replica.outstanding -= 1
+            if isinstance(e, EngineUnavailable):
+                state.metrics.error(target.public, "engine_timeout")
+            raise
+        if reply.resp.status_code >= 500 and failed is None \
+                and group.pick(target.engine_model, exclude=replica) is not None:
+            replica.outstanding -= 1
+            state.metrics.retry(group.name, f"http_{reply.resp.status_code}")
+            failed = replica
+            continue
+        return _respond(state, path, target, replica, reply, t0)
+
+
+def _respond(state, path: str, target: Target, replica: Replica, reply: _Reply, t0: float) -> Response:
+    resp, content = reply.resp, reply.head
     rename = _Renamer(target.engine_model, target.public)
-    headers = {"x-evalctl-engine-model": target.engine_model}
+    headers = {"x-evalctl-engine-model": target.engine_model, "x-evalctl-replica": replica.label or replica.url}
     if target.lease is not None and target.lease.version:
         headers["x-evalctl-adapter-version"] = str(target.lease.version)
 
@@ -101,16 +165,11 @@ async def _send(request: Request, path: str, payload: dict, target: Target) -> R
         replica.outstanding -= 1
         state.router.release(target)
         state.metrics.observe(target.public, path, status, time.perf_counter() - t0, _USAGE.findall(usage))
+        state.metrics.replica_requests.labels(target.group.name, replica.label or replica.url).inc()
 
-    if payload.get("stream") and resp.status_code == 200:
-        return StreamingResponse(_stream(resp, rename, finish), media_type="text/event-stream", headers=headers)
-    try:
-        content = await resp.aread()
-    except httpx.TransportError as e:
-        finish(503)
-        raise EngineUnavailable(f"engine {target.group.name!r} dropped the request: {type(e).__name__}") from None
-    finally:
-        await resp.aclose()
+    if reply.rest is not None:
+        return StreamingResponse(_stream(resp, reply, rename, replica, finish), media_type="text/event-stream",
+                                 headers=headers)
     if resp.status_code >= 400 and not _is_openai_error(content):
         finish(resp.status_code)
         raise UpstreamError(f"engine {target.group.name!r} answered {resp.status_code}: {content[:300]!r}",
@@ -119,11 +178,19 @@ async def _send(request: Request, path: str, payload: dict, target: Target) -> R
     return Response(rename(content), status_code=resp.status_code, media_type="application/json", headers=headers)
 
 
-async def _stream(resp: httpx.Response, rename: _Renamer, finish) -> AsyncIterator[bytes]:
+async def _chunks(reply: _Reply) -> AsyncIterator[bytes]:
+    if reply.head:
+        yield reply.head
+    async for chunk in reply.rest:
+        yield chunk
+
+
+async def _stream(resp: httpx.Response, reply: _Reply, rename: _Renamer, replica: Replica,
+                  finish) -> AsyncIterator[bytes]:
     """Pass SSE through event by event. Only renaming needs whole events; nothing is held longer."""
     buf, usage, status = b"", b"", 200
     try:
-        async for chunk in resp.aiter_raw():
+        async for chunk in _chunks(reply):
             if not rename.pairs:
                 yield chunk
                 if b'"usage":{' in chunk:
@@ -137,8 +204,11 @@ async def _stream(resp: httpx.Response, rename: _Renamer, finish) -> AsyncIterat
                 yield rename(ev + b"\n\n")
         if buf:
             yield rename(buf)
-    except httpx.TransportError:
+    except _NO_RETRY:
+        status = 504
+    except httpx.TransportError as e:
         status = 503  # the engine died mid-stream: the client sees a truncated stream
+        replica.mark_down(f"stream dropped: {type(e).__name__}")
     finally:
         await resp.aclose()
         finish(status, usage)

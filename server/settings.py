@@ -3,6 +3,7 @@ environment variables (EVALCTL_*). Field descriptions become the CLI's help text
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -22,9 +23,26 @@ class EngineConfig(BaseModel):
         default_factory=list,
         description="URLs of already running OpenAI-compatible servers to front instead of starting vLLM.",
     )
+    urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "URLs of vLLM servers started elsewhere (other hosts, Kubernetes pods) to use as this model's replicas. "
+            "Unlike `upstream`, the gateway manages them like its own engines: health checks, adapters loaded on "
+            "each; they must read the adapter store at the same path (a shared volume)."
+        ),
+    )
+    discover: str | None = Field(
+        None,
+        description=(
+            "HOST:PORT of a headless Service (Kubernetes) whose addresses are this model's vLLM replicas; "
+            "re-resolved every engine_poll_interval, so scaling the Deployment adds or removes replicas."
+        ),
+    )
     aliases: list[str] = Field(default_factory=list, description="Extra names that route to this base model.")
     adapters: dict[str, str] = Field(default_factory=dict, description="LoRA adapters to load at start: NAME: PATH.")
     replicas: int = Field(1, ge=1, description="Number of vLLM processes to start for this model.")
+    restart: bool = Field(
+        True, description="Restart a started replica whose process exited (backoff from 5 s, doubling to 5 min).")
     runner: Literal["generate", "pooling"] = Field("generate", description="vLLM runner; `pooling` for embedding models.")
     convert: Literal["auto", "embed", "classify", "reward"] | None = Field(
         None, description="vLLM --convert: serve a generative architecture as a pooling model (e.g. embed).")
@@ -44,21 +62,42 @@ class EngineConfig(BaseModel):
     )
     extra_args: list[str] = Field(default_factory=list, description="More vLLM CLI arguments, passed as given.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables for the vLLM processes.")
+    replica_env: list[dict[str, str]] = Field(
+        default_factory=list,
+        description=("Per-replica additions to `env`, in replica order, e.g. one GPU each: "
+                     "[{CUDA_VISIBLE_DEVICES: '0'}, {CUDA_VISIBLE_DEVICES: '1'}]."),
+    )
     startup_timeout: float = Field(900.0, description="Seconds to wait for each engine to become healthy.")
 
     @model_validator(mode="after")
     def _check(self) -> "EngineConfig":
-        if not self.model and not self.upstream:
-            raise ValueError("an engine needs `model` (to start vLLM) or `upstream` (URLs to front)")
-        if self.model and self.upstream:
+        external = bool(self.urls) + bool(self.discover)
+        if not self.model and not self.upstream and not external:
+            raise ValueError("an engine needs `model` (to start vLLM), `urls`/`discover` (vLLM replicas started "
+                             "elsewhere) or `upstream` (URLs to front)")
+        if self.upstream and (self.model or external):
             raise ValueError("give either `model` or `upstream` for an engine, not both")
+        if len(self.replica_env) > self.replicas:
+            raise ValueError(f"replica_env has {len(self.replica_env)} entries for {self.replicas} replicas")
+        if external > 1:
+            raise ValueError("give either `urls` or `discover` for an engine, not both")
+        if self.discover and ":" not in self.discover.rpartition("]")[2]:
+            raise ValueError(f"discover must be HOST:PORT, got {self.discover!r}")
         if not self.name:
+            if external and not self.model:
+                raise ValueError("an engine with `urls` or `discover` needs a `name`")
             self.name = self.model or "upstream"
         return self
 
     @property
     def managed(self) -> bool:
+        """The gateway manages the engines' adapters (its own processes, or external vLLM replicas)."""
         return not self.upstream
+
+    @property
+    def local(self) -> bool:
+        """The gateway starts the vLLM processes itself."""
+        return bool(self.model) and not self.urls and not self.discover
 
 
 class ServeSettings(BaseSettings):
@@ -80,6 +119,20 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, description="Largest request body accepted (larger: 413).")
     request_timeout: float = Field(600.0, description="Seconds an upstream request may take before it is abandoned.")
     engine_poll_interval: float = Field(2.0, description="Seconds between engine liveness checks.")
+    results_dir: Path = Field(
+        Path("runs"), description="Directory of evaluation run dirs the web page's Results tab reads "
+        "(evalctl run's default output root).")
+    jobs_dir: Path | None = Field(
+        None, description="Directory for fine-tuning jobs: the SQLite database, uploaded files, job outputs "
+        "(default: ~/.cache/evalctl/jobs). Jobs survive a restart with the same directory.",
+    )
+    max_concurrent_jobs: int = Field(1, ge=0, description="Fine-tuning jobs trained at once (0: queue only).")
+    max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest file accepted by /v1/files (larger: 413).")
+    job_cpu_threads: int = Field(1, ge=0, description="Torch CPU threads per training worker (0: torch's default; "
+                                 "1 is far faster beside a vLLM CPU engine on the same cores).")
+
+    def jobs_path(self) -> Path:
+        return Path(self.jobs_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "evalctl" / "jobs")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ServeSettings":

@@ -29,6 +29,7 @@ class Gateway:
     adapters: dict[str, Path]
     api_key: str = API_KEY
     admin_key: str = ADMIN_KEY
+    results_dir: Path | None = None  # the gateway's --results-dir (the web page's Results tab)
 
     def openai(self, **kw) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.api_key, max_retries=0, **kw)
@@ -69,7 +70,10 @@ def gateway(tiny_model, adapter_dirs, tmp_path_factory) -> Gateway:
     logs = tmp_path_factory.mktemp("logs")
     config = logs / "serve.yaml"
     config.write_text(yaml.safe_dump(serve_config(tiny_model)))
+    results = tmp_path_factory.mktemp("results")
     proc = ServerProcess(["--config", str(config), "--api-key", API_KEY, "--admin-key", ADMIN_KEY,
-                          "--log-dir", str(logs)], logs / "gateway.log").start(timeout=600)
-    yield Gateway(proc.url, proc, tiny_model, adapter_dirs)
+                          "--log-dir", str(logs), "--results-dir", str(results),
+                          "--jobs-dir", str(logs / "jobs")],
+                         logs / "gateway.log").start(timeout=600)
+    yield Gateway(proc.url, proc, tiny_model, adapter_dirs, results_dir=results)
     proc.stop()

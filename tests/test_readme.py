@@ -36,3 +36,15 @@ def test_readme_curl_adapter(gateway):
     assert "Success" in out
     names = [a["name"] for a in json.loads(out[out.index('{"object"'):])["data"]]
     assert "sft" in names
+
+
+def test_readme_curl_runs(gateway):
+    from tests.server.rundirs import write_run
+
+    write_run(gateway.results_dir / "readme-run", "sft", [3, 4, 5], error_at=1)
+    out = run_block("curl-runs", gateway, RUN="readme-run")
+    decoder = json.JSONDecoder()
+    listing, end = decoder.raw_decode(out)
+    page, _ = decoder.raw_decode(out[end:].lstrip())
+    assert "readme-run" in [r["id"] for r in listing["data"]]
+    assert [r["id"] for r in page["data"]] == ["q1"] and page["total"] == 1

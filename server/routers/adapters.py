@@ -11,9 +11,9 @@ from ..proxy import parse_request, read_body
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_admin)])
 
 
-def info(v: AdapterVersion) -> AdapterInfo:
+def info(v: AdapterVersion, replicas: list[dict]) -> AdapterInfo:
     return AdapterInfo(name=v.name, base=v.group.name, path=v.source, version=v.version, loaded_at=v.loaded_at,
-                       engine_name=v.engine_name, snapshot=str(v.snapshot), inflight=v.inflight)
+                       engine_name=v.engine_name, snapshot=str(v.snapshot), inflight=v.inflight, replicas=replicas)
 
 
 async def _body(request: Request, schema):
@@ -37,5 +37,5 @@ async def unload_lora_adapter(request: Request) -> str:
 
 @router.get("/adapters", response_model=AdapterList)
 async def list_adapters(request: Request) -> AdapterList:
-    current = request.app.state.adapters.current
-    return AdapterList(data=[info(v) for _, v in sorted(current.items())])
+    manager = request.app.state.adapters
+    return AdapterList(data=[info(v, manager.status(v)) for _, v in sorted(manager.current.items())])

@@ -23,10 +23,5 @@ async def metrics(request: Request):
 
 @router.get("/v1/engines", dependencies=[Depends(require_admin)])
 async def engines(request: Request):
-    data = []
-    for g in request.app.state.router.groups.values():
-        for r in g.replicas:
-            p = r.process
-            data.append({"engine": g.name, "url": r.url, "alive": r.alive(), "outstanding": r.outstanding,
-                         "pid": p.proc.pid if p and p.proc else None, "log": str(p.log_path) if p else None})
+    data = [{"engine": g.name, **r.describe()} for g in request.app.state.router.groups.values() for r in g.replicas]
     return {"object": "list", "data": data}

@@ -33,17 +33,7 @@ def test_example_serve_yaml_loads():
     assert s.engines[0].replicas == 2 and s.engines[2].runner == "pooling"
 
 
-def test_compose_files_parse():
-    from pathlib import Path
-
-    import yaml
-
-    deploy = Path(__file__).resolve().parents[2] / "deploy"
-    compose = yaml.safe_load((deploy / "compose.gpu.yaml").read_text())
-    assert {"policy", "judge", "gateway"} <= set(compose["services"])
-    assert "serve.compose.yaml" in compose["services"]["gateway"]["command"]
-    s = load_settings(deploy / "serve.compose.yaml")
-    assert [e.upstream for e in s.engines] == [["http://policy:8000"], ["http://judge:8000"]]
+# The compose file and Kubernetes manifests are checked in tests/deploy/test_manifests.py.
 
 
 @pytest.mark.parametrize("text,msg", [
