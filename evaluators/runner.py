@@ -25,8 +25,8 @@ from clients.client import EvalClient, Generation
 
 from . import judge as judging
 from .records import Scoring, build_record, read_saved, score_texts
-from .results import (CONFIG, RESULTS, SUMMARY, ResultsWriter, completed_ids, git_commit, read_jsonl, repair_tail,
-                      sha256_path, summarize, write_json)
+from .results import (CONFIG, RESULTS, SUMMARY, ResultsWriter, check_resumable, completed_ids, git_commit,
+                      read_jsonl, repair_tail, sha256_path, summarize, write_json)
 from .task import Sample, Task
 
 # Settings that change what a results line means: a resume must not mix two of them in one file.
@@ -111,16 +111,8 @@ def prepare_out_dir(out: Path, spec: RunSpec) -> list[dict]:
     """Create the run dir, or check a resumed one matches `spec`; returns the records already there."""
     out.mkdir(parents=True, exist_ok=True)
     cfg_path, results_path = out / CONFIG, out / RESULTS
-    if cfg_path.exists():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise RunError(f"{cfg_path} is unreadable; use a new --out") from None
-        for key in RESUME_KEYS:
-            if old.get(key) != asdict(spec)[key]:
-                raise RunError(f"cannot resume {out}: it was run with {key}={json.dumps(old.get(key))}, "
-                               f"not {json.dumps(asdict(spec)[key])}; use another --out")
-    elif results_path.exists() and results_path.stat().st_size:
+    check_resumable(cfg_path, asdict(spec), RESUME_KEYS, RunError)
+    if not cfg_path.exists() and results_path.exists() and results_path.stat().st_size:
         raise RunError(f"{out} has {RESULTS} but no {CONFIG}; it is not an evalctl run dir, use another --out")
     repair_tail(results_path)
     records = read_jsonl(results_path) if results_path.exists() else []

@@ -24,6 +24,7 @@ from evaluators.results import (
     RESULTS,
     SUMMARY,
     ResultsWriter,
+    check_resumable,
     completed_ids,
     dedupe,
     git_commit,
@@ -104,15 +105,7 @@ def load_questions(path: Path) -> tuple[list[dict], bool]:
 def prepare_out(out: Path, spec: EvalSpec) -> set[str]:
     out.mkdir(parents=True, exist_ok=True)
     cfg = out / CONFIG
-    if cfg.exists():
-        try:
-            old = json.loads(cfg.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise RagError(f"{cfg} is unreadable; use a new --out") from None
-        for key in RESUME_KEYS:
-            if old.get(key) != asdict(spec)[key]:
-                raise RagError(f"cannot resume {out}: it was run with {key}={json.dumps(old.get(key))}, "
-                               f"not {json.dumps(asdict(spec)[key])}; use another --out")
+    check_resumable(cfg, asdict(spec), RESUME_KEYS, RagError)
     repair_tail(out / RESULTS)
     write_json(cfg, asdict(spec))
     return completed_ids(read_jsonl(out / RESULTS)) if (out / RESULTS).exists() else set()
