@@ -118,5 +118,10 @@ from trainers.cli import COMMANDS as _TRAIN_COMMANDS  # noqa: E402 - train, samp
 for _command in _TRAIN_COMMANDS:
     main.add_command(_command)
 
+from rag.cli import COMMANDS as _RAG_COMMANDS  # noqa: E402 - rag (chromadb is imported inside the commands)
+
+for _command in _RAG_COMMANDS:
+    main.add_command(_command)
+
 if __name__ == "__main__":
     main()

@@ -92,8 +92,18 @@ def _print_summary(summary: dict, out: Path) -> None:
 @click.option("--data", type=click.Path(path_type=Path), help="Data file instead of the task's default.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Per-request timeout (s).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--rag", "rag_collection", help="Put passages retrieved from this collection (evalctl rag ingest) "
+              "in front of each prompt.")
+@click.option("--rag-k", type=click.IntRange(min=1), default=3, show_default=True, help="Passages per prompt.")
+@click.option("--rag-mode", type=click.Choice(["bm25", "dense", "hybrid"]),
+              help="Retrieval [default: hybrid with dense vectors, else bm25].")
+@click.option("--rag-max-chars", type=click.IntRange(min=1), help="Cut each passage to this many characters.")
+@click.option("--chroma-path", envvar="EVALCTL_CHROMA_PATH", type=click.Path(path_type=Path),
+              default=Path(".cache/rag/chroma"), show_default=True, help="Chroma store for --rag.")
+@click.option("--chroma-url", envvar="EVALCTL_CHROMA_URL", help="Chroma server for --rag (wins over --chroma-path).")
 def run(task_name, model, base_url, api_key, limit, concurrency, n, temperature, max_tokens, seed, judge,
-        judge_max_tokens, out, data, timeout, no_progress) -> None:
+        judge_max_tokens, out, data, timeout, no_progress, rag_collection, rag_k, rag_mode, rag_max_chars,
+        chroma_path, chroma_url) -> None:
     """Evaluate MODEL on TASK through an OpenAI-compatible endpoint."""
     from . import runner
 
@@ -106,16 +116,39 @@ def run(task_name, model, base_url, api_key, limit, concurrency, n, temperature,
                           judge_max_tokens=judge_max_tokens, limit=limit, data_path=data_path, data_sha256=data_sha,
                           extra={"samples_sha256": runner.samples_sha256(samples)})
     out = out or runner.default_out_dir(task.name, model)
+    contexts = None
     try:
         runner.preflight(spec, api_key)
+        if rag_collection:
+            contexts = _rag_contexts(spec, samples, rag_collection, rag_k, rag_mode, rag_max_chars, chroma_path,
+                                     chroma_url, api_key, not no_progress)
         summary = asyncio.run(runner.run_async(task, spec, samples, out, api_key=api_key, concurrency=concurrency,
-                                               timeout=timeout, progress=not no_progress))
+                                               timeout=timeout, progress=not no_progress, contexts=contexts))
     except (runner.RunError, ResultsError) as e:
         raise EvalError(str(e)) from None
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; rerun with --out {out} to resume", err=True)
         sys.exit(130)
     _print_summary(summary, out)
+
+
+def _rag_contexts(spec, samples, collection, k, mode, max_chars, chroma_path, chroma_url, api_key, progress):
+    """Retrieve for every sample up front (rag.augment); sets spec.rag so a resume must match it."""
+    from rag.augment import RagSpec, retrieve_contexts
+    from rag.embed import EndpointConfig
+    from rag.errors import RagError
+    from rag.retrieve import Retriever
+    from rag.store import Store, StoreConfig
+
+    rs = RagSpec(collection, k, mode, max_chars)
+    try:
+        retriever = Retriever(Store(StoreConfig(path=chroma_path, url=chroma_url)), collection,
+                              endpoint=EndpointConfig(spec.endpoint, api_key))
+        rs.mode = mode or retriever.default_mode()
+        spec.rag = rs.as_dict()
+        return retrieve_contexts(retriever, rs, samples, progress)
+    except RagError as e:
+        raise EvalError(str(e)) from None
 
 
 @click.command()

@@ -110,6 +110,20 @@ def dedupe(records: list[dict]) -> list[dict]:
     return out
 
 
+def check_resumable(cfg_path: Path, spec: dict, keys, error: type[Exception] = ResultsError) -> None:
+    """Refuse to resume into a run dir written with other settings: one file would mix two meanings."""
+    if not cfg_path.exists():
+        return
+    try:
+        old = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise error(f"{cfg_path} is unreadable; use a new --out") from None
+    for key in keys:
+        if old.get(key) != spec[key]:
+            raise error(f"cannot resume {cfg_path.parent}: it was run with {key}={json.dumps(old.get(key))}, "
+                        f"not {json.dumps(spec[key])}; use another --out")
+
+
 def write_json(path: Path, obj: Any) -> None:
     tmp = Path(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

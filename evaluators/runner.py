@@ -25,12 +25,12 @@ from clients.client import EvalClient, Generation
 
 from . import judge as judging
 from .records import Scoring, build_record, read_saved, score_texts
-from .results import (CONFIG, RESULTS, SUMMARY, ResultsWriter, completed_ids, git_commit, read_jsonl, repair_tail,
-                      sha256_path, summarize, write_json)
+from .results import (CONFIG, RESULTS, SUMMARY, ResultsWriter, check_resumable, completed_ids, git_commit,
+                      read_jsonl, repair_tail, sha256_path, summarize, write_json)
 from .task import Sample, Task
 
 # Settings that change what a results line means: a resume must not mix two of them in one file.
-RESUME_KEYS = ("task", "model", "n", "sampling", "judge")
+RESUME_KEYS = ("task", "model", "n", "sampling", "judge", "rag")
 
 
 class RunError(RuntimeError):
@@ -50,6 +50,7 @@ class RunSpec:
     data_sha256: str | None = None
     limit: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    rag: dict[str, Any] | None = None  # `--rag`: collection, k, mode; each record keeps its retrieved ids
 
 
 def sampling_params(task: Task, **overrides) -> dict[str, Any]:
@@ -110,16 +111,8 @@ def prepare_out_dir(out: Path, spec: RunSpec) -> list[dict]:
     """Create the run dir, or check a resumed one matches `spec`; returns the records already there."""
     out.mkdir(parents=True, exist_ok=True)
     cfg_path, results_path = out / CONFIG, out / RESULTS
-    if cfg_path.exists():
-        try:
-            old = json.loads(cfg_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            raise RunError(f"{cfg_path} is unreadable; use a new --out") from None
-        for key in RESUME_KEYS:
-            if old.get(key) != asdict(spec)[key]:
-                raise RunError(f"cannot resume {out}: it was run with {key}={json.dumps(old.get(key))}, "
-                               f"not {json.dumps(asdict(spec)[key])}; use another --out")
-    elif results_path.exists() and results_path.stat().st_size:
+    check_resumable(cfg_path, asdict(spec), RESUME_KEYS, RunError)
+    if not cfg_path.exists() and results_path.exists() and results_path.stat().st_size:
         raise RunError(f"{out} has {RESULTS} but no {CONFIG}; it is not an evalctl run dir, use another --out")
     repair_tail(results_path)
     records = read_jsonl(results_path) if results_path.exists() else []
@@ -153,7 +146,9 @@ async def check_models(client: EvalClient, wanted: list[str]) -> None:
 
 # -- one sample -----------------------------------------------------------------------
 async def run_sample(client: EvalClient, task: Task, spec: RunSpec, sample: Sample, scoring: Scoring,
-                     gate: asyncio.Semaphore) -> dict:
+                     gate: asyncio.Semaphore, context: dict | None = None) -> dict:
+    if context is not None:  # `--rag`: the prompt with retrieved passages in front (rag.augment)
+        sample = {**sample, "prompt": context["prompt"]}
     async with gate:  # the client caps requests too; this keeps queueing out of the recorded latency
         gen = await client.generate(spec.model, sample["prompt"], n=spec.n, **spec.sampling)
     per, score_error = await scoring.score(task, sample, gen.texts)
@@ -163,11 +158,15 @@ async def run_sample(client: EvalClient, task: Task, spec: RunSpec, sample: Samp
         verdicts = list(await asyncio.gather(*(
             judging.judge_completion(client, spec.judge, sample["prompt"], t, gold, spec.judge_max_tokens)
             for t in gen.texts)))
-    return build_record(task, sample, gen, per, score_error, verdicts)
+    record = build_record(task, sample, gen, per, score_error, verdicts)
+    if context is not None:
+        record["rag"] = context["record"]
+    return record
 
 
 async def evaluate(client: EvalClient, task: Task, spec: RunSpec, samples: list[Sample], out: Path,
-                   done: set[str], concurrency: int, progress: bool = True) -> int:
+                   done: set[str], concurrency: int, progress: bool = True,
+                   contexts: dict[str, dict] | None = None) -> int:
     """Generate, score and append every sample not in `done`; returns how many were written."""
     todo = [s for s in samples if str(s["id"]) not in done]
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), desc=f"{spec.task} {spec.model}",
@@ -177,7 +176,8 @@ async def evaluate(client: EvalClient, task: Task, spec: RunSpec, samples: list[
     scoring = Scoring()
     with ResultsWriter(out / RESULTS) as writer:
         async def one(sample: Sample) -> None:
-            record = await run_sample(client, task, spec, sample, scoring, gate)
+            record = await run_sample(client, task, spec, sample, scoring, gate,
+                                      (contexts or {}).get(str(sample["id"])))
             writer.write(record)  # the event loop runs one callback at a time: lines never interleave
             counts["written"] += 1
             if record["error"]:
@@ -203,6 +203,7 @@ def finalize(out: Path, task: Task, spec: RunSpec, timings: dict | None = None) 
         "sampling": spec.sampling, "n": spec.n, "primary": task.summary_names.get(task.primary, task.primary),
         "data_path": spec.data_path, "data_sha256": spec.data_sha256, "git_commit": git_commit(),
         **{k: v for k, v in spec.extra.items() if v is not None},
+        **({"rag": spec.rag} if spec.rag else {}),
         **stats,
         "tokens": {"prompt": sum(r.get("prompt_tokens") or 0 for r in records),
                    "completion": sum(r.get("completion_tokens") or 0 for r in records)},
@@ -216,12 +217,13 @@ def finalize(out: Path, task: Task, spec: RunSpec, timings: dict | None = None) 
 
 
 async def run_async(task: Task, spec: RunSpec, samples: list[Sample], out: Path, *, api_key: str | None,
-                    concurrency: int, timeout: float = 600.0, progress: bool = True) -> dict:
+                    concurrency: int, timeout: float = 600.0, progress: bool = True,
+                    contexts: dict[str, dict] | None = None) -> dict:
     done = completed_ids(prepare_out_dir(out, spec))
     t0 = time.perf_counter()
     async with EvalClient(spec.endpoint, api_key, concurrency=concurrency, timeout=timeout,
                           cache_path=out / "cache.sqlite") as client:
-        written = await evaluate(client, task, spec, samples, out, done, concurrency, progress)
+        written = await evaluate(client, task, spec, samples, out, done, concurrency, progress, contexts)
     wall = time.perf_counter() - t0
     timings = {"wall_s": round(wall, 3), "samples_per_s": round(written / wall, 3) if wall > 0 else None,
                "new_samples": written, "resumed_samples": len(done & {str(s["id"]) for s in samples})}
