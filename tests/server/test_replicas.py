@@ -198,7 +198,10 @@ def two(tiny_model, adapter_dirs, tmp_path_factory):
     config = logs / "serve.yaml"
     config.write_text(yaml.safe_dump({"engine_poll_interval": 1.0, "engines": [{
         "name": "tiny", "model": str(tiny_model), "replicas": 2, "dtype": "float32", "max_model_len": 512,
-        "max_lora_rank": 8, "max_loras": 4, "env": ENGINE_ENV}]}))
+        "max_lora_rank": 8, "max_loras": 4, "env": ENGINE_ENV,
+        # vLLM CPU binds every engine to core 0 by default; a restarting replica's worker bound there
+        # beside its busy twin got ~0 CPU for minutes here. One core each.
+        "replica_env": [{"VLLM_CPU_OMP_THREADS_BIND": "0"}, {"VLLM_CPU_OMP_THREADS_BIND": "1"}]}]}))
     proc = ServerProcess(["--config", str(config), "--api-key", API_KEY, "--admin-key", ADMIN_KEY,
                           "--log-dir", str(logs)], logs / "gateway.log").start(timeout=600)
     yield proc
