@@ -25,6 +25,8 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 900.0) -> "ServerProcess":
+        if self.proc is not None and self.proc.poll() is None:
+            return self  # already up: `with ServerProcess(...).start()` must not start (and leak) a second one
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(self.args, stdout=logf, stderr=subprocess.STDOUT, env=self.env,

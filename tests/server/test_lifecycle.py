@@ -35,6 +35,19 @@ def test_upstream_mode_fronts_a_running_server(gateway, tmp_path):
             client.completions.create(model="upstream", prompt="x", max_tokens=1)
 
 
+def test_started_server_used_as_context_manager_runs_once_and_stops(gateway, tmp_path):
+    """`with ServerProcess(...).start()` (the benchmarks' idiom) must not start a second gateway
+    on the same port and leave the first one running after the block."""
+    engine_url = engines(gateway.url, gateway.admin_key)[0]["url"]
+    server = ServerProcess(["--upstream", engine_url], tmp_path / "twice.log").start(timeout=120)
+    first = server.proc
+    with server as same:
+        assert same.proc is first
+    assert first.poll() is not None
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/health", timeout=2)
+
+
 @pytest.fixture(scope="module")
 def doomed(tiny_model, tmp_path_factory):
     """A gateway of its own, since these tests kill its engine."""
