@@ -1,7 +1,7 @@
 // Adapters: list, load and unload LoRA adapters (vLLM's bodies; the admin key is needed).
 
 import { api, forgetModels } from "./api.js";
-import { $, el, fmtTime, short, status } from "./dom.js";
+import { $, beginLoad, el, fmtTime, short, status } from "./dom.js";
 
 // "2/2 loaded": how many engine replicas hold this version; the title lists each replica's state.
 function replicasCell(replicas) {
@@ -13,13 +13,18 @@ function replicasCell(replicas) {
 
 export async function showAdapters() {
   const body = $("#ad-table tbody");
+  const load = beginLoad($("#ad-table"));
   let list;
   try {
     list = await api("/v1/adapters");
   } catch (err) {
+    if (!load.current()) return;
     body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "error" }, err.message)));
+    load.done();
     return;
   }
+  if (!load.current()) return;
+  load.done();
   if (!list.data.length) {
     body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No adapters loaded.")));
     return;

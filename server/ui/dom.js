@@ -5,6 +5,17 @@ import { models } from "./api.js";
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
+// One list can have several loads in flight (tab switch, key change, polling). Only the newest may
+// render, or a slow stale response overwrites a fresh one; data-state says when the newest settled.
+const loads = new WeakMap();
+export function beginLoad(node) {
+  const gen = (loads.get(node) || 0) + 1;
+  loads.set(node, gen);
+  node.dataset.state = "loading";
+  const current = () => loads.get(node) === gen;
+  return { current, done: () => { if (current()) node.dataset.state = "ready"; } };
+}
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {

@@ -3,7 +3,7 @@
 
 import { api, forgetModels } from "./api.js";
 import { lineChart } from "./chart.js";
-import { $, el, fmtTime, status } from "./dom.js";
+import { $, beginLoad, el, fmtTime, status } from "./dom.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 let current = null;   // the job shown in the detail card
@@ -69,14 +69,19 @@ async function startJob(e) {
 
 async function listJobs() {
   const body = $("#job-table tbody");
+  const load = beginLoad($("#job-table"));
   let list;
   try {
     list = await api("/v1/fine_tuning/jobs?limit=50");
   } catch (err) {
+    if (!load.current()) return;
+    load.done();
     const msg = err.status === 404 ? "This gateway has no fine-tuning jobs API (404)." : err.message;
     body.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "error" }, msg)));
     return;
   }
+  if (!load.current()) return;
+  load.done();
   if (!list.data.length) {
     body.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No jobs yet.")));
     return;

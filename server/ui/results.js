@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { barChart } from "./chart.js";
-import { $, el, fmtNum, fmtP, fmtTime, short, tail } from "./dom.js";
+import { $, beginLoad, el, fmtNum, fmtP, fmtTime, short, tail } from "./dom.js";
 
 const PAGE = 25;
 const runPath = (id) => id.split("/").map(encodeURIComponent).join("/");
@@ -19,13 +19,17 @@ export async function showRuns() {
   $("#res-list").hidden = false;
   $("#res-detail").hidden = true;
   const body = $("#res-table tbody");
+  const load = beginLoad($("#res-table"));
   let list;
   try {
     list = await api("/v1/evalctl/runs");
   } catch (err) {
+    if (!load.current()) return;
     body.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "error" }, err.message)));
+    load.done();
     return;
   }
+  if (!load.current()) return;
   $("#res-dir").textContent = `in ${list.results_dir}`;
   for (const id of [...selected]) if (!list.data.some((r) => r.id === id)) selected.delete(id);
   if (!list.data.length) {
@@ -47,6 +51,7 @@ export async function showRuns() {
     }));
   }
   updateButton();
+  load.done();
 }
 
 function updateButton() {

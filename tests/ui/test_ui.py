@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,12 @@ class Page:
         self.d, self.gw, self.shots = driver, gateway, shots
 
     def open(self, tab: str, key: str | None = None) -> "Page":
+        if key is not None:  # stored before the page loads, as a returning user has it: no 401s first
+            self.d.get(f"{self.gw.url}/health")
+            self.d.execute_script("localStorage.setItem('evalctl.apiKey', arguments[0])", key)
         self.d.get(f"{self.gw.url}/ui/#/{tab}")
         self.wait(lambda d: d.execute_script("return document.body.dataset.tab") == tab.split("/")[0])
-        if key is not None:
-            self.set_key(key)
+        self.settled()
         return self
 
     def set_key(self, key: str) -> None:
@@ -71,6 +74,11 @@ class Page:
         box.send_keys(key)
         self.find("#key-form button[type=submit]").click()
         self.wait(lambda d: d.execute_script("return localStorage.getItem('evalctl.apiKey')") == key)
+        self.settled()
+
+    def settled(self) -> None:
+        """Wait until no list is loading: a key change re-renders the tab, and rows found before that go stale."""
+        self.wait(lambda d: not d.execute_script("return document.querySelector('[data-state=loading]')"))
 
     def find(self, css: str):
         return self.d.find_element(By.CSS_SELECTOR, css)
@@ -223,6 +231,35 @@ def test_results_table_compare_and_samples(page, runs):
     page.wait(lambda d: page.attrs("#res-samples tr.sample", "data-id") == ["q4"])
     assert "engine timed out" in page.find("#res-samples tr.sample").text
     page.shot("results-samples")
+
+
+def test_slow_stale_list_response_does_not_overwrite_a_newer_one(page, runs):
+    page.open("results", key=page.gw.api_key)
+    page.wait_css("#res-table[data-state=ready] tr[data-run='ui-sft']")
+    # Hold back the next runs listing once its response has arrived, then start a newer load
+    # that sees one more run. Without the generation guard the held, older list wins.
+    page.d.execute_script("""
+        const real = window.fetch;
+        window.__held = "no";
+        window.fetch = async (url, init) => {
+          const resp = await real(url, init);
+          if (window.__held === "no" && String(url).includes('/v1/evalctl/runs')) {
+            window.__held = "holding";
+            await new Promise((r) => setTimeout(r, 2000));
+            window.__held = "released";
+          }
+          return resp;
+        };""")
+    page.find("#key-form button[type=submit]").click()  # load 1 (re-route on key submit)
+    page.wait(lambda d: d.execute_script("return window.__held") == "holding")
+    write_run(runs / "ui-late", "late", [1, 2, 3])
+    page.d.execute_script("window.dispatchEvent(new HashChangeEvent('hashchange'))")  # load 2
+    page.wait_css("#res-table tr[data-run='ui-late']")
+    page.wait(lambda d: d.execute_script("return window.__held") == "released")
+    time.sleep(0.5)  # the held list is parsed and (unguarded) rendered within milliseconds
+    page.settled()
+    assert "ui-late" in page.attrs("#res-table tbody tr[data-run]", "data-run")
+    assert page.find("#res-table").get_attribute("data-state") == "ready"
 
 
 def test_adapters_load_list_unload(page, gateway, tmp_path):
