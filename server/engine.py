@@ -167,6 +167,7 @@ class Replica:
     last_served: dict[str, float] = field(default_factory=dict)  # engine model -> last time sent here
     restarts: int = 0
     served: int = 0
+    health_strikes: int = 0  # failed health checks in a row
 
     def alive(self) -> bool:
         return self.state == UP and (self.process is None or self.process.alive())

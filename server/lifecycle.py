@@ -11,6 +11,7 @@ import shutil
 import socket
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,10 @@ from .settings import EngineConfig, ServeSettings
 
 log = logging.getLogger("evalctl.lifecycle")
 RESTART_BACKOFF = (5.0, 300.0)  # first delay before restarting a dead engine, and the cap
+HEALTH_TIMEOUT = 5.0
+# A busy engine can answer /health slowly or fail it once; ejecting it then forces an adapter
+# re-sync and flaps under load. Refused connections (nothing listening) eject at once.
+HEALTH_STRIKES = 2
 
 
 class Runtime:
@@ -145,10 +150,16 @@ class Runtime:
             if g.config.restart:
                 self._maybe_restart(g, r)
             return
-        ok = await _healthy(r)
-        if not ok:
-            r.mark_down("health check failed")
-        elif r.state == DOWN and g.config.managed:
+        failure = await _probe(r)
+        if failure is not None:
+            r.health_strikes += 1
+            if r.state != UP or failure.refused or r.health_strikes >= HEALTH_STRIKES:
+                r.mark_down(f"health check failed: {failure}")
+            else:
+                log.info("replica %s failed a health check (%s); ejected if it fails again", r.label, failure)
+            return
+        r.health_strikes = 0
+        if r.state == DOWN and g.config.managed:
             await self._readmit(g, r)
         elif r.state == DOWN:
             r.state, r.reason = UP, ""
@@ -220,11 +231,28 @@ class Runtime:
             shutil.rmtree(self.store, ignore_errors=True)
 
 
-async def _healthy(r: Replica) -> bool:
+@dataclass(frozen=True)
+class HealthFailure:
+    reason: str
+    refused: bool = False  # no connection at all: the engine is gone, not busy
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+async def _probe(r: Replica) -> HealthFailure | None:
+    """None when /health answers 200, else why not."""
     try:
-        return (await r.client.get("/health", timeout=5)).status_code == 200
-    except httpx.HTTPError:
-        return False
+        resp = await r.client.get("/health", timeout=HEALTH_TIMEOUT)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # the aiohttp transport maps a refusal to the latter
+        return HealthFailure(f"cannot connect ({e})"[:200], refused=True)
+    except httpx.HTTPError as e:
+        return HealthFailure(type(e).__name__)
+    return None if resp.status_code == 200 else HealthFailure(f"HTTP {resp.status_code}")
+
+
+async def _healthy(r: Replica) -> bool:
+    return await _probe(r) is None
 
 
 async def _resolve(hostport: str, quiet: bool = False) -> list[str]:
