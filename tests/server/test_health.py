@@ -52,10 +52,10 @@ def health(monkeypatch):
     h.close()
 
 
-async def checks(url: str, modes: list[str], health: Health) -> list[str]:
+async def checks(url: str, modes: list[str], health: Health, store) -> list[str]:
     """Run one check per mode; the replica's state after each."""
     cfg = EngineConfig(name="m", upstream=[url])
-    rt = Runtime(ServeSettings(engines=[cfg]))
+    rt = Runtime(ServeSettings(engines=[cfg], adapter_store=store))
     r = Replica(url, make_client(url, 5.0), label="m[0]")
     rt.groups["m"] = EngineGroup(cfg, [r])
     states = []
@@ -75,11 +75,11 @@ async def checks(url: str, modes: list[str], health: Health) -> list[str]:
     (["error", "error"], [UP, DOWN]),
     (["error", "slow", "ok", "error"], [UP, DOWN, UP, UP]),  # a success resets the count
 ])
-def test_replica_ejected_only_after_two_failed_checks_in_a_row(health, modes, want):
-    assert asyncio.run(checks(health.url, modes, health)) == want
+def test_replica_ejected_only_after_two_failed_checks_in_a_row(health, modes, want, tmp_path):
+    assert asyncio.run(checks(health.url, modes, health, tmp_path)) == want
 
 
-def test_nothing_listening_ejects_at_once(health):
+def test_nothing_listening_ejects_at_once(health, tmp_path):
     url = health.url
     health.close()  # the port is free now: connection refused
-    assert asyncio.run(checks(url, ["ok"], health)) == [DOWN]
+    assert asyncio.run(checks(url, ["ok"], health, tmp_path)) == [DOWN]
