@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from .finance import finance_accuracy, finance_format_reward, finance_reward
 from .gsm8k import (flexible_extract, gold_from_answer, r1_zero_answer_reward, r1_zero_extract,
-                    r1_zero_format_reward, r1_zero_reward, strict_match)
+                    r1_zero_format_reward, r1_zero_lenient_reward, r1_zero_reward, strict_match)
 from .legal import (charge_macro_f1, lawshift_label_accuracy, lawshift_parse, legal_charge_accuracy,
                     legal_combined, legal_format_reward, legal_term_exact, legal_term_score, parse_legal)
 from .math_equiv import extract_boxed, is_equiv, normalize_answer
@@ -22,6 +22,7 @@ REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
     "r1_zero_format_reward": r1_zero_format_reward,
     "r1_zero_answer_reward": r1_zero_answer_reward,
     "r1_zero_reward": r1_zero_reward,
+    "r1_zero_lenient_reward": r1_zero_lenient_reward,
     "strict_match": strict_match,
     "flexible_extract": flexible_extract,
     "legal_format_reward": legal_format_reward,
@@ -42,5 +43,6 @@ __all__ = [
     "finance_reward", "flexible_extract", "gold_from_answer", "is_equiv", "lawshift_label_accuracy",
     "lawshift_parse", "legal_charge_accuracy", "legal_combined", "legal_format_reward", "legal_term_exact",
     "legal_term_score", "normalize_answer", "open_answer_reward", "parse_legal", "probability_accuracy",
-    "r1_zero_answer_reward", "r1_zero_extract", "r1_zero_format_reward", "r1_zero_reward", "strict_match",
+    "r1_zero_answer_reward", "r1_zero_extract", "r1_zero_format_reward", "r1_zero_lenient_reward", "r1_zero_reward",
+    "strict_match",
 ]

@@ -1,9 +1,10 @@
 """GSM8K scorers: Dr. GRPO's r1_zero reward and lm-evaluation-harness's filters.
 
-`r1_zero_*` follow `r1_zero_reward_fn` (sail-sg/understand-r1-zero
-`math_grader.py`, as vendored in stanford-cs336 `drgrpo_grader.py`): the format
-holds iff the text contains `"</think> <answer>"` and `"</answer>"`; only then is
-the answer (inside the tags, `\\boxed{}` unwrapped) graded; reward = answer reward.
+`r1_zero_*` are `r1_zero_reward_fn` (sail-sg/understand-r1-zero `math_grader.py`, as
+vendored in stanford-cs336 `drgrpo_grader.py`), decision for decision: see r1_grader.
+`r1_zero_lenient_reward` is a looser grader of our own (the answer ends at the first
+`</answer>`, units and a small set of LaTeX forms are normalised away, math_equiv
+decides); its numbers are not comparable with published r1_zero ones.
 
 `strict_match` / `flexible_extract` replicate lm-eval's `gsm8k.yaml` (version 3):
 a `regex` filter (`findall`, pick `group_select`, first non-empty group of a
@@ -19,6 +20,7 @@ from typing import Any
 
 from ._common import per_sample
 from .math_equiv import extract_boxed, is_equiv
+from .r1_grader import has_r1_format, r1_answer, r1_zero_grade
 
 STRICT_RE = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE_RE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
@@ -38,56 +40,61 @@ def gold_from_answer(answer_text: Any) -> str:
 
 
 def r1_zero_extract(text: str) -> str | None:
-    """The answer inside the last `<answer>` … `</answer>` (`\\boxed{}` content if
-    boxed), or None when there is no `<answer>` tag or the box is unclosed.
-
-    The reference grader takes everything after the last `<answer>` with `</answer>`
-    deleted, so text after the closing tag would leak in; here it is cut off. With
-    the task's stop string `</answer>` nothing follows it, and both agree."""
+    """The answer r1_zero grades, stripped: everything after the last `<answer>` with
+    `</answer>` removed (so text after the closing tag is part of it), the content of
+    its last `\\boxed{}` if it has one; None without `<answer>` or when that box is unclosed."""
     if not isinstance(text, str) or "<answer>" not in text:
         return None
-    answer = text.split("<answer>")[-1].split("</answer>")[0]
-    if "\\boxed" in answer:
-        return extract_boxed(answer)
-    return answer.strip()
+    answer = r1_answer(text)
+    return None if answer is None else answer.strip()
 
 
-def _has_r1_format(text: str) -> bool:
-    return "</think> <answer>" in text and "</answer>" in text
-
-
-def _r1_answer_correct(text: str, gold: Any) -> bool:
-    if not _has_r1_format(text):
-        return False
-    answer = r1_zero_extract(text)
-    if answer is None:
-        return False
-    golds = gold if isinstance(gold, (list, tuple)) else [gold]
-    return any(is_equiv(answer, _grader_gold(g)) for g in golds if g is not None)
-
-
-def _grader_gold(gold: Any) -> str:
-    text = str(gold)
-    if "\\boxed" in text:
-        return extract_boxed(text) or text
-    return gold_from_answer(text)
+def _reference_gold(gold: Any) -> Any:
+    return [str(g) for g in gold] if isinstance(gold, (list, tuple)) else gold
 
 
 def r1_zero_format_reward(completions: list, **kwargs: Any) -> list[float | None]:
     """1.0 iff the completion contains "</think> <answer>" and "</answer>"."""
-    return per_sample(completions, lambda t: float(_has_r1_format(t)), kwargs, [])
+    return per_sample(completions, lambda t: float(has_r1_format(t)), kwargs, [])
 
 
 def r1_zero_answer_reward(completions: list, answer: list | None = None, **kwargs: Any) -> list[float | None]:
-    """1.0 iff the format holds and the tagged answer equals the gold (`answer` column)."""
+    """1.0 iff `r1_zero_reward_fn` grades the completion correct against the gold (`answer`
+    column: GSM8K's `... #### N`, a bare answer, `\\boxed{}` text, or a list of golds)."""
     kwargs["answer"] = answer
-    return per_sample(completions, lambda t, g: None if g is None else float(_r1_answer_correct(t, g)),
+    return per_sample(completions, lambda t, g: None if g is None else r1_zero_grade(t, _reference_gold(g))[1],
                       kwargs, ["answer"])
 
 
 def r1_zero_reward(completions: list, answer: list | None = None, **kwargs: Any) -> list[float | None]:
     """Dr. GRPO's reward: equal to the answer reward (0 for a formatted wrong answer)."""
     return r1_zero_answer_reward(completions, answer=answer, **kwargs)
+
+
+def _lenient_correct(text: str, gold: Any) -> bool:
+    if not has_r1_format(text):
+        return False
+    answer = text.split("<answer>")[-1].split("</answer>")[0]
+    answer = extract_boxed(answer) if "\\boxed" in answer else answer.strip()
+    if answer is None:
+        return False
+    golds = gold if isinstance(gold, (list, tuple)) else [gold]
+    return any(is_equiv(answer, _lenient_gold(g)) for g in golds if g is not None)
+
+
+def _lenient_gold(gold: Any) -> str:
+    text = str(gold)
+    if "\\boxed" in text:
+        return extract_boxed(text) or text
+    return gold_from_answer(text)
+
+
+def r1_zero_lenient_reward(completions: list, answer: list | None = None, **kwargs: Any) -> list[float | None]:
+    """Not Dr. GRPO's grader: r1_zero's format rule, then the answer up to the first
+    `</answer>` graded with math_equiv (units, `$`, `72 clips` accepted)."""
+    kwargs["answer"] = answer
+    return per_sample(completions, lambda t, g: None if g is None else float(_lenient_correct(t, g)),
+                      kwargs, ["answer"])
 
 
 def regex_filter(text: str, pattern: re.Pattern[str], group_select: int = 0) -> str:

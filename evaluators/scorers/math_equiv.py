@@ -1,15 +1,16 @@
 """Math answer normalisation and equivalence.
 
-In the style of the MATH `is_equiv` (Hendrycks' `_strip_string`) and the
-Dr. GRPO / understand-r1-zero grader: normalise both strings, compare them,
-then compare them as numbers, then (guarded) with sympy. `sympy.parsing.latex`
-needs antlr, so a small LaTeX-to-Python rewrite feeds `parse_expr` instead.
+In the style of the MATH `is_equiv` (Hendrycks' `_strip_string`): normalise both
+strings, compare them, then compare them as exact numbers, then (guarded) with sympy.
+More lenient than Dr. GRPO's grader in what it normalises away (units, `$`, `72 clips`),
+never in what it calls equal: numbers must be exactly equal (14401 is not 14400, 1.4142
+is not sqrt(2), 12% is not 0.12), as in that grader; r1_grader is that grader itself.
+`sympy.parsing.latex` needs antlr, so a small LaTeX-to-Python rewrite feeds `parse_expr`.
 Nothing here raises or hangs on odd model output.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from fractions import Fraction
@@ -120,12 +121,6 @@ def to_number(s: str) -> Fraction | None:
     return -value if neg else value
 
 
-def numbers_close(a: Fraction | float, b: Fraction | float, rel_tol: float = 1e-4) -> bool:
-    if a == b:
-        return True
-    return math.isclose(float(a), float(b), rel_tol=rel_tol, abs_tol=1e-9)
-
-
 def is_equiv(pred: Any, gold: Any) -> bool:
     """Whether a predicted answer equals the gold one (strings, numbers, then sympy)."""
     try:
@@ -138,19 +133,12 @@ def is_equiv(pred: Any, gold: Any) -> bool:
             return True
         pv, gv = to_number(p), to_number(g)
         if pv is not None and gv is not None:
-            if numbers_close(pv, gv):
-                return True
-            # "12%" against a gold 0.12: the percent sign was stripped above.
-            return _has_percent(pred) and not _has_percent(gold) and numbers_close(pv / 100, gv)
+            return pv == gv  # exact Fractions: no tolerance, and a stripped % never divides by 100
         if _tuple_equiv(p, g):
             return True
         return sympy_equal(p, g)
     except Exception:
         return False
-
-
-def _has_percent(s: Any) -> bool:
-    return "%" in str(s) or "percent" in str(s).lower()
 
 
 def _tuple_equiv(p: str, g: str) -> bool:
@@ -202,7 +190,7 @@ def _risky(expr: str) -> bool:
 
 
 def _sympy_diff_is_zero(a: str, b: str) -> bool:
-    from sympy import N, expand, simplify
+    from sympy import expand, simplify
     from sympy.parsing.sympy_parser import (implicit_multiplication_application, parse_expr,
                                             standard_transformations)
     transformations = standard_transformations + (implicit_multiplication_application,)
@@ -213,12 +201,7 @@ def _sympy_diff_is_zero(a: str, b: str) -> bool:
     diff = ea - eb
     if expand(diff) == 0:  # cheap, and enough for polynomials: try it before simplify
         return True
-    if not diff.free_symbols:
-        try:
-            return math.isclose(float(N(ea)), float(N(eb)), rel_tol=1e-6, abs_tol=1e-12)
-        except (TypeError, ValueError):
-            pass
-    return simplify(diff) == 0
+    return simplify(diff) == 0  # exact: a decimal close to an irrational answer is not it
 
 
 def sympy_equal(p: str, g: str, timeout_s: float = SYMPY_TIMEOUT_S) -> bool:

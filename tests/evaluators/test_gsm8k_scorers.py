@@ -21,7 +21,7 @@ def test_gold_from_answer(answer, gold):
     (" 24 + 48 = 72 </think> <answer> 72 </answer>", 1.0, 1.0),
     (" ok </think> <answer> \\boxed{72} </answer>", 1.0, 1.0),
     (" ok </think> <answer> $72.00 </answer>", 1.0, 1.0),
-    (" ok </think> <answer> 72 clips. </answer>", 1.0, 1.0),
+    (" ok </think> <answer> 72 clips. </answer>", 1.0, 0.0),   # "clips" is none of the grader's unit words
     (" ok </think> <answer> 71 </answer>", 1.0, 0.0),          # formatted but wrong: format 1, reward 0
     (" ok </think>\n<answer> 72 </answer>", 0.0, 0.0),         # the grader wants exactly one space
     (" ok </think> <answer> 72", 0.0, 0.0),                     # no closing tag

@@ -52,7 +52,6 @@ def test_normalize_answer(raw, expected):
     ("-3", "-3.0"),
     (r"-\frac{1}{4}", "-0.25"),
     (r"\frac{-1}{4}", "-0.25"),
-    ("12%", "0.12"),
     (r"12\%", "12"),
     (r"\text{5 ways}", "5"),
     (r"\boxed{56}", "56"),
@@ -72,7 +71,15 @@ def test_equivalent(pred, gold):
     ("3", "4"),
     ("-3", "3"),
     ("0.33", r"\frac{1}{3}"),
-    ("12", "0.12"),           # only an explicit % means "divide by 100"
+    ("12", "0.12"),
+    ("12%", "0.12"),          # as Dr. GRPO's grader: the sign is dropped, never a division by 100
+    ("14401", "14400"),       # near misses: no numeric tolerance
+    ("100001", "100000"),
+    ("0.3333333", r"\frac{1}{3}"),
+    ("1.41421356", r"\sqrt{2}"),  # a decimal close to an irrational answer is not it
+    ("3.14159", r"\pi"),
+    ("18.01", "18"),
+    ("-72", "72"),
     ("", "0"),
     (None, "1"),
     ("1", None),
@@ -91,5 +98,5 @@ def test_hostile_input_neither_hangs_nor_raises(pred):
     import sympy  # noqa: F401  (a first import takes seconds on a busy machine; not what is timed here)
 
     start = time.monotonic()
-    assert is_equiv(pred, "1") in (True, False)
+    assert is_equiv(pred, "1") is False  # none of them equals 1
     assert time.monotonic() - start < 3.0
