@@ -7,8 +7,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("evalctl.server")
 
@@ -106,10 +107,13 @@ def describe_validation_error(errors: list[dict]) -> tuple[str, str | None]:
     where = list(first.get("loc", ()))
     if where and where[0] in ("query", "path"):  # where FastAPI found it, not part of the parameter's name
         where = where[1:]
-    loc = [str(p) for p in where
-           if isinstance(p, int) or (str(p).isidentifier() and str(p) not in _TYPE_TAGS)]
-    param = ".".join(loc) or None
-    return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
+    param = ""
+    for p in where:  # OpenAI's spelling of a path: messages[0].content
+        if isinstance(p, int):
+            param += f"[{p}]"
+        elif str(p).isidentifier() and str(p) not in _TYPE_TAGS:
+            param += f".{p}" if param else str(p)
+    return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param or None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -126,6 +130,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException):
         type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
         return JSONResponse(error_body(str(exc.detail), type_, None, exc.status_code), status_code=exc.status_code)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect):
+        # The client hung up before its answer: nothing is wrong here and nobody reads the reply.
+        request.app.state.metrics.client_gone(request.url.path)
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 NonNegFloat = Annotated[float, Field(ge=0)]
 
@@ -36,7 +37,17 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: StrictStr | list[dict[str, Any]] | None = None
+    # validate_default: a missing content must reach the check below, as OpenAI refuses it
+    content: StrictStr | list[dict[str, Any]] | None = Field(None, validate_default=True)
+
+    @field_validator("content")
+    @classmethod
+    def _only_assistant_may_omit_content(cls, value: Any, info: ValidationInfo) -> Any:
+        role = info.data.get("role")
+        if value is None and role is not None and role != "assistant":
+            raise PydanticCustomError("missing", "a {role} message needs content; only assistant messages "
+                                      "(e.g. with tool_calls) may omit it", {"role": role})
+        return value
 
 
 class ChatCompletionRequest(_Request):

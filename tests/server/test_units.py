@@ -117,13 +117,27 @@ def test_parse_request_keeps_unknown_fields():
 @pytest.mark.parametrize("raw,exc,param", [
     (b"", InvalidJSON, None), (b"[]", InvalidJSON, None), (b"\xff\xfe", InvalidJSON, None),
     (b'{"model": "m", "prompt": 1.5}', BadRequest, "prompt"),
-    (b'{"model": "m", "messages": [{"role": "user", "content": 3}]}', BadRequest, "messages.0.content"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": 3}]}', BadRequest, "messages[0].content"),
+    (b'{"model": "m", "messages": [{"role": "user"}]}', BadRequest, "messages[0].content"),
+    (b'{"model": "m", "messages": [{"role": "user", "content": "q"}, {"role": "tool"}]}', BadRequest,
+     "messages[1].content"),
+    (b'{"model": "m", "messages": [{"role": "system", "content": null}]}', BadRequest, "messages[0].content"),
 ])
 def test_parse_request_errors(raw, exc, param):
     schema = ChatCompletionRequest if b"messages" in raw else CompletionRequest
     with pytest.raises(exc) as e:
         parse_request(raw, schema)
     assert e.value.param == param
+
+
+def test_only_assistant_messages_may_omit_content():
+    messages = [{"role": "user", "content": "weather?"}, {"role": "assistant", "tool_calls": [{"id": "c1"}]},
+                {"role": "tool", "content": "sunny", "tool_call_id": "c1"}]
+    body = {"model": "m", "messages": messages}
+    assert parse_request(json.dumps(body).encode(), ChatCompletionRequest) == body
+    with pytest.raises(BadRequest, match="only assistant messages") as e:
+        parse_request(json.dumps({"model": "m", "messages": [{"role": "developer"}]}).encode(), ChatCompletionRequest)
+    assert e.value.param == "messages[0].content"
 
 
 def test_renamer_rewrites_only_the_model_field():
