@@ -104,8 +104,12 @@ def serve(config, model, upstream, adapter, alias, vllm_arg, **values) -> None:
 def demo(workdir: Path, port: int, fast: bool) -> None:
     """Offline base -> SFT -> GRPO demo on a small model pretrained here (no GPU, no internet)."""
     from .demo import run_demo
+    from .process import ServerStartError
 
-    run_demo(workdir, port, fast)
+    try:
+        run_demo(workdir, port, fast)
+    except ServerStartError as e:
+        raise CLIError(str(e)) from None
 
 
 from evaluators.cli import COMMANDS as _EVAL_COMMANDS  # noqa: E402 - run, score, ls, compare

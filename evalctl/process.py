@@ -12,7 +12,23 @@ from pathlib import Path
 
 import httpx
 
-from server.engine import free_port, log_tail
+from server.engine import free_port
+from server.engine_log import failure_summary
+
+
+class ServerStartError(RuntimeError):
+    """`evalctl serve` exited or never became healthy; the message is one line."""
+
+
+def serve_failure(log_path: Path) -> str:
+    """Why `evalctl serve` failed: its own one-line `Error: ...` (which quotes the engine's
+    root cause and names the engine log), else the root cause found in its output."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [ln for ln in lines if ln.startswith("Error: ")]
+    return errors[-1][len("Error: "):] if errors else failure_summary(log_path)
 
 
 class ServerProcess:
@@ -34,7 +50,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"evalctl serve exited with code {self.proc.returncode}:\n{log_tail(self.log_path)}")
+                raise ServerStartError(f"evalctl serve exited with code {self.proc.returncode}: "
+                                       f"{serve_failure(self.log_path)} (serve log: {self.log_path})")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return self
@@ -42,7 +59,8 @@ class ServerProcess:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"evalctl serve not healthy after {timeout:.0f}s:\n{log_tail(self.log_path)}")
+        raise ServerStartError(f"evalctl serve not healthy after {timeout:.0f}s: {serve_failure(self.log_path)} "
+                               f"(serve log: {self.log_path})")
 
     def stop(self, timeout: float = 60.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from .engine_log import failure_summary
 from .errors import EngineStartError
 from .settings import EngineConfig
 
@@ -118,8 +119,9 @@ class EngineProcess:
         raise EngineStartError(self._failure(f"was not healthy after {timeout:.0f}s"))
 
     def _failure(self, what: str) -> str:
-        return (f"engine {self.label} (model {self.config.model}) {what}.\n"
-                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}")
+        # One line: the root cause sits far above the log's last lines ("See root cause above").
+        return f"engine {self.label} (model {self.config.model}) {what}: {failure_summary(self.log_path)} " \
+               f"(log: {self.log_path})"
 
     def stop(self, grace: float = 15.0) -> None:
         """Stop the whole process group: vLLM's engine-core children too, even when the

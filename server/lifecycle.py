@@ -43,6 +43,7 @@ class Runtime:
         self._restarting: dict[int, asyncio.Task] = {}  # id(replica) -> its restart task
         self._backoff: dict[int, tuple[float, float]] = {}  # id(replica) -> (not before, next delay)
         self._removed: list[Replica] = []  # discovered replicas gone from DNS, closed once idle
+        self._keep_logs = False
 
     async def start(self) -> None:
         try:
@@ -57,7 +58,9 @@ class Runtime:
                     await self.adapters.install_zero(g)
                 for name, path in g.config.adapters.items():
                     await self.adapters.load(name, path, base=g.name)
-        except BaseException:
+        except BaseException as e:
+            # The engine logs of a failed start are its only record of why (the error names them).
+            self._keep_logs = isinstance(e, Exception)
             await self.stop()
             raise
         self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
@@ -228,7 +231,23 @@ class Runtime:
         await asyncio.gather(*[asyncio.to_thread(r.process.stop) for g in self.groups.values()
                                for r in g.replicas if r.process is not None])
         if self._own_store:
-            shutil.rmtree(self.store, ignore_errors=True)
+            _remove_store(self.store, keep=self.log_dir if self._keep_logs else None)
+
+
+def _remove_store(store: Path, keep: Path | None) -> None:
+    """Delete the server's own store, except `keep` (the log dir) when it lies inside it."""
+    if keep is None or not keep.resolve().is_relative_to(store.resolve()):
+        shutil.rmtree(store, ignore_errors=True)
+        return
+    kept = keep.resolve().relative_to(store.resolve()).parts[0]
+    for child in store.iterdir():
+        if child.name == kept:
+            continue
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    log.warning("engine logs kept in %s", keep)
 
 
 @dataclass(frozen=True)
