@@ -13,9 +13,9 @@ from server.settings import ConfigError, EngineConfig, ServeSettings, load_setti
 
 from .options import field_options, pick
 
-SERVE_FIELDS = ["host", "port", "api_key", "admin_key", "adapter_store", "log_dir", "max_body_bytes",
-                "request_timeout", "results_dir", "jobs_dir", "max_concurrent_jobs", "max_file_bytes",
-                "job_cpu_threads"]
+SERVE_FIELDS = ["host", "port", "api_key", "admin_key", "adapter_store", "log_dir", "cpu_kv_cache_gib",
+                "max_body_bytes", "request_timeout", "results_dir", "jobs_dir", "max_concurrent_jobs",
+                "max_file_bytes", "job_cpu_threads"]
 ENGINE_FIELDS = ["name", "replicas", "max_model_len", "dtype", "quantization", "tensor_parallel_size",
                  "max_lora_rank", "max_loras", "base_via_zero_adapter", "startup_timeout"]
 

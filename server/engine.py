@@ -58,6 +58,7 @@ class EngineProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    kv_cache_bytes: int | None = None  # chosen by cpu_memory.plan on CPU; None: vLLM's own sizing
 
     @property
     def url(self) -> str:
@@ -82,6 +83,8 @@ class EngineProcess:
             cmd += ["--quantization", c.quantization]
         if c.enable_lora and c.runner == "generate":
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank), "--max-loras", str(c.max_loras)]
+        if self.kv_cache_bytes:
+            cmd += ["--kv-cache-memory-bytes", str(self.kv_cache_bytes)]
         return cmd + list(c.extra_args)
 
     def environment(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from . import cpu_memory
 from .adapters import AdapterManager
 from .engine import DOWN, STARTING, UP, EngineGroup, EngineProcess, Replica, make_client
 from .errors import EngineStartError
@@ -79,6 +80,9 @@ class Runtime:
                 urls = await _resolve(cfg.discover) if cfg.discover else (cfg.urls or cfg.upstream)
                 replicas = [self._replica(cfg, u) for u in urls]
             self.groups[cfg.name] = EngineGroup(cfg, replicas)
+        sizes = cpu_memory.plan([(p.config, p.environment()) for p in procs], self.settings.cpu_kv_cache_gib)
+        for p, size in zip(procs, sizes):
+            p.kv_cache_bytes = size
         for p in procs:
             p.start()
         waits = [p.wait_healthy(p.config.startup_timeout) for p in procs]

@@ -115,7 +115,14 @@ class ServeSettings(BaseSettings):
     adapter_store: Path | None = Field(
         None, description="Directory for the server's immutable adapter snapshots (default: a temporary directory)."
     )
-    log_dir: Path | None = Field(None, description="Directory for engine logs (default: inside the adapter store).")
+    log_dir: Path | None = Field(None, description="Directory for engine logs (default: inside the adapter store; "
+                                 "kept when a start fails).")
+    cpu_kv_cache_gib: float | None = Field(
+        None, gt=0, description="vLLM CPU engines: GiB of KV cache each engine process reserves (vLLM's "
+        "--kv-cache-memory-bytes). Default: sized from the model (16 sequences of max_model_len, at least 1 GiB) "
+        "and capped at half the memory available at start, shared among the engines, instead of vLLM's 92% of "
+        "the machine, which fails when other processes or page cache hold more than 8%. An engine's own "
+        "--kv-cache-memory-bytes or --gpu-memory-utilization (vllm_arg) or VLLM_CPU_KVCACHE_SPACE (env) wins.")
     max_body_bytes: int = Field(16 * 1024 * 1024, description="Largest request body accepted (larger: 413).")
     request_timeout: float = Field(600.0, description="Seconds an upstream request may take before it is abandoned.")
     engine_poll_interval: float = Field(2.0, description="Seconds between engine liveness checks.")
