@@ -46,6 +46,9 @@ class Generation:
     # trainers need the exact sampled tokens, which re-tokenizing the text does not always give back.
     token_ids: list[list[int]] | None = None
     prompt_token_ids: list[int] | None = None
+    # The engine's log-probability of each sampled token, per choice, when the request asked for
+    # `logprobs` (GRPO corrects its update for the engine/trainer mismatch with them).
+    token_logprobs: list[list[float | None]] | None = None
 
 
 class EvalClient:
@@ -100,11 +103,13 @@ class EvalClient:
         usage = data.get("usage") or {}
         ids = [c.get("token_ids") for c in choices]
         prompt_ids = data.get("prompt_token_ids") or (choices[0].get("prompt_token_ids") if choices else None)
+        logprobs = [_sampled_logprobs(c.get("logprobs")) for c in choices]
         return Generation(prompt, texts, [c.get("finish_reason") for c in choices], usage.get("prompt_tokens", 0),
                           usage.get("completion_tokens", 0), time.perf_counter() - t0, meta.get("engine_model"),
                           meta.get("adapter_version"), meta.get("cached", False),
                           token_ids=ids if all(i is not None for i in ids) and ids else None,
-                          prompt_token_ids=prompt_ids)
+                          prompt_token_ids=prompt_ids,
+                          token_logprobs=logprobs if logprobs and all(lp is not None for lp in logprobs) else None)
 
     async def generate_many(self, model: str, prompts: list[Prompt], *, n: int = 1, cache: bool = True,
                             progress: bool | str = True, **params) -> list[Generation]:
@@ -177,6 +182,17 @@ class EvalClient:
         if r.status_code >= 400:
             raise AdminError(r.status_code, _error_message(r))
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+
+def _sampled_logprobs(logprobs: dict | None) -> list[float | None] | None:
+    """The sampled tokens' log-probs from a completions (`token_logprobs`) or chat (`content`) choice."""
+    if not logprobs:
+        return None
+    if logprobs.get("token_logprobs") is not None:
+        return list(logprobs["token_logprobs"])
+    if logprobs.get("content") is not None:
+        return [t.get("logprob") for t in logprobs["content"]]
+    return None
 
 
 def _http_client(timeout: float):

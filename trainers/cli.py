@@ -115,7 +115,7 @@ def train_sft(**values) -> None:
     click.echo(f"{cfg.data}: {len(rows)} {fmt} examples", err=True)
     from .sft import run_sft
 
-    summary = run_sft(cfg, rows)
+    summary = run_sft(cfg, rows, endpoint)
     _push(endpoint, cfg, summary["adapter"])
     _echo(summary)
 
@@ -175,7 +175,7 @@ def train_grpo(**values) -> None:
     endpoint = _endpoint(values)
     cfg = build(GRPOSettings, values)
     _preflight(cfg)
-    from .grpo.loop import run_grpo
+    from .grpo.run import run_grpo
 
     _echo(run_grpo(cfg, endpoint))
 

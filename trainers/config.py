@@ -49,7 +49,19 @@ class PushSettings(_Base):
                                   "(only needed when several serve LoRA).")
 
 
-class SFTSettings(LoraSettings, OptimSettings, PushSettings):
+class InLoopEvalSettings(_Base):
+    """Evaluation of the version just pushed, every N steps, by the evaluator runner (greedy)."""
+    eval_task: str | None = Field(None, description="Evaluator task run on the pushed adapter during training "
+                                  "(default with --eval-every: the training task).")
+    eval_data: Path | None = Field(None, description="Data file for --eval-task (default: the task's own).")
+    eval_every: int = Field(0, ge=0, description="Evaluate the pushed version every N steps and at the end "
+                            "(0: never); the best one is served as NAME-best.")
+    eval_limit: int | None = Field(None, ge=1, description="Evaluate only the first K samples of --eval-data.")
+    eval_max_tokens: int | None = Field(None, ge=1, description="Completion cap for the in-loop eval "
+                                        "(default: the training cap, else the task's).")
+
+
+class SFTSettings(LoraSettings, OptimSettings, PushSettings, InLoopEvalSettings):
     model: str = Field(description="Base model path or hub id.")
     data: Path = Field(description="Alpaca, ShareGPT, OpenAI messages or prompt/completion file (.json/.jsonl).")
     out: Path = Field(description="Output directory (the adapter lands in OUT/adapter).")
@@ -108,24 +120,30 @@ class DistillSettings(_Base):
     seed: int = Field(0, description="Seed for the split.")
 
 
-class GRPOSettings(LoraSettings, PushSettings):
+class GRPOSettings(LoraSettings, PushSettings, InLoopEvalSettings):
     model: str = Field(description="Base model path (trained locally; the server must serve the same base).")
     task: str = Field(description="Task: an evaluator task (its scorers) or a toy task (toy-fraction, ...).")
     out: Path = Field(description="Output directory: adapter, checkpoints, metrics, TensorBoard, curves.")
     name: str = Field("grpo", description="Adapter name the policy is served under while training.")
     data: Path | None = Field(None, description="Task data file (default: the task's own).")
-    steps: int = Field(50, ge=1, description="Policy updates (each one pushes, samples, scores, trains).")
-    prompts_per_step: int = Field(4, ge=1, description="Prompts per step.")
+    steps: int = Field(50, ge=1, description="Rollout batches (each one pushes, samples, scores, trains).")
+    prompts_per_step: int = Field(4, ge=1, description="Prompts per step (all processes together).")
     num_generations: int = Field(8, ge=2, description="Completions per prompt (the group size G).")
-    learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate.")
-    beta: float = Field(0.04, ge=0, description="KL coefficient to the reference (the base, adapter disabled).")
-    clip_eps: float = Field(0.2, gt=0, description="PPO ratio clip range.")
-    loss_type: Literal["grpo", "dr_grpo", "dapo"] = Field(
-        "grpo", description="Token aggregation: grpo (per-sequence mean), dr_grpo (sum / max_tokens), "
-        "dapo (mean over all tokens).")
+    learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate (constant).")
+    beta: float = Field(0.04, ge=0, description="KL coefficient to the reference: the base, or the --init "
+                        "adapter as it started.")
+    clip_eps: float = Field(0.2, gt=0, description="PPO ratio clip range (TRL's epsilon).")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = Field(
+        "grpo", description="TRL's token aggregation: grpo (per-sequence mean), dr_grpo (sum / max_tokens), "
+        "dapo (mean over all tokens), bnpo, cispo, sapo.")
     scale_rewards: bool = Field(True, description="Divide advantages by the group's reward std "
                                 "(Dr. GRPO: --no-scale-rewards).")
-    ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
+    importance_sampling: Literal["token_truncate", "token_mask", "sequence_truncate", "sequence_mask", "none"] = \
+        Field("token_truncate", description="Correct the update for the engine/trainer mismatch with vLLM's "
+              "sampling log-probs (truncated importance weights); none: off.")
+    importance_cap: float = Field(2.0, gt=0, description="Upper bound of the importance weights (truncated "
+                                  "above, or masked, per --importance-sampling).")
+    ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch (TRL's num_iterations).")
     minibatches: int = Field(1, ge=1, description="Optimizer steps per pass over a rollout batch.")
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward (memory bound).")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
@@ -136,9 +154,10 @@ class GRPOSettings(LoraSettings, PushSettings):
     reward_weights: str | None = Field(None, description="Comma-separated weights for --rewards.")
     judge_model: str | None = Field(None, description="Add a judge reward from this served model.")
     judge_weight: float = Field(0.0, ge=0, description="Weight of the judge reward (mean rubric score, 0-1).")
+    judge_max_tokens: int = Field(256, ge=1, description="Completion cap for each judge verdict.")
     save_every: int = Field(10, ge=1, description="Checkpoint every N steps.")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk.")
-    resume: bool = Field(False, description="Continue from the newest checkpoint in OUT.")
+    resume: bool = Field(False, description="Continue from the newest checkpoint in OUT (step, optimizer, curves).")
     seed: int = Field(0, description="Random seed (prompt order, sampling seeds).")
     report_to: str = Field("tensorboard", description="Comma-separated: tensorboard, wandb (if installed), none.")
     cpu_threads: int = Field(0, ge=0, description="Torch CPU threads when training on CPU (0: torch's default; "

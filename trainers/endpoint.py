@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,3 +55,32 @@ def push_adapter_sync(endpoint: Endpoint, name: str, path: Path, base_model: str
             return await push_adapter(c, name, path, base_model)
 
     return asyncio.run(go())
+
+
+class BackgroundLoop:
+    """An event loop on its own thread, for synchronous trainers (TRL calls our rollout and reward
+    functions from its training loop) that need one long-lived `EvalClient`: its connection pool
+    and concurrency cap survive across steps instead of being rebuilt by `asyncio.run` each time."""
+
+    def __init__(self, endpoint: Endpoint):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="evalctl-endpoint", daemon=True)
+        self.thread.start()
+        self.client: EvalClient = self.run(self._open(endpoint))
+
+    async def _open(self, endpoint: Endpoint) -> EvalClient:
+        return endpoint.client()
+
+    def run(self, coro):
+        """Run `coro` on the loop and wait for its result (exceptions propagate)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            self.run(self.client.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+            self.loop.close()

@@ -48,13 +48,15 @@ class MetricsLogger:
 
 
 def plot_curves(history: list[dict], keys: list[str], png: Path, title: str, x: str = "step") -> Path | None:
-    """One panel per key present in `history`; None when there is nothing to draw."""
+    """One panel per key present in `history` (plus every in-loop `eval/` metric); None when there is
+    nothing to draw."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on training machines
     import matplotlib.pyplot as plt
 
     series = {}
+    keys = [*keys, *sorted({k for h in history for k in h if k.startswith("eval/") and k not in keys})]
     for key in keys:
         pts = [(h[x], h[key]) for h in history if x in h and isinstance(h.get(key), (int, float))
                and math.isfinite(h[key])]

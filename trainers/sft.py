@@ -41,6 +41,13 @@ class WeightedSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.data_collator = WeightedCollator(self.data_collator)
+        self.extra_logs: dict[str, float] = {}  # the in-loop eval's metrics, joined to the step's log
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs.update(self.extra_logs)
+            self.extra_logs = {}
+        super().log(logs, start_time)
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -101,7 +108,32 @@ def save_outputs(trainer, out: Path, kind: str, settings: dict, curves: list[str
     return summary
 
 
-def run_sft(cfg: SFTSettings, rows: list[dict] | None = None) -> dict:
+def in_loop_eval(cfg: SFTSettings, endpoint, trainer):
+    """`--eval-every`: push the adapter as trained so far under --push and evaluate it there."""
+    from .endpoint import push_adapter_sync
+    from .errors import TrainError
+    from .in_loop_eval import EvalCallback, InLoopEval
+
+    if not cfg.eval_every:
+        return None
+    if endpoint is None or not cfg.push:
+        raise TrainError("--eval-every needs --push NAME: the evaluated versions are served under that name")
+    if cfg.eval_task is None:
+        raise TrainError("--eval-every needs --eval-task (the evaluator task to run on the pushed adapter)")
+    out = Path(cfg.out)
+    ev = InLoopEval(cfg.eval_task, cfg.eval_data, cfg.eval_limit, cfg.eval_every, cfg.eval_max_tokens, endpoint,
+                    cfg.push, out)
+    work = out / "eval-policy"
+
+    def push():
+        trainer.model.save_pretrained(str(work))
+        return push_adapter_sync(endpoint, cfg.push, work, cfg.base_name), work
+
+    trainer.add_callback(EvalCallback(ev, push, trainer))
+    return ev
+
+
+def run_sft(cfg: SFTSettings, rows: list[dict] | None = None, endpoint=None) -> dict:
     """Train; `rows` (already normalised examples) skips reading `cfg.data` (rejection sampling)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,6 +141,11 @@ def run_sft(cfg: SFTSettings, rows: list[dict] | None = None) -> dict:
         rows, fmt = load_sft(cfg.data, cfg.normalize_weights)
         log.info("%s: %d %s examples", cfg.data, len(rows), fmt)
     trainer = build_trainer(cfg, rows)
+    ev = in_loop_eval(cfg, endpoint, trainer)
     trainer.train()
-    return save_outputs(trainer, out, "sft", cfg.model_dump(mode="json"),
-                        ["loss", "mean_token_accuracy", "learning_rate", "grad_norm"])
+    summary = save_outputs(trainer, out, "sft", cfg.model_dump(mode="json"),
+                           ["loss", "mean_token_accuracy", "learning_rate", "grad_norm"])
+    if ev is not None:
+        summary["best"] = ev.push_best(cfg.base_name)
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -3,14 +3,12 @@ comes from the endpoint, every adapter goes back into it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 pytest.importorskip("trl")
 
-from clients import EvalClient  # noqa: E402
 from trainers.tasks import contains_reward  # noqa: E402
 
 from .conftest import endpoint_args, read_jsonl, run_cli, write_jsonl  # noqa: E402
@@ -42,43 +40,6 @@ def test_sft_lowers_loss_and_the_pushed_adapter_changes_greedy_output(gateway, s
         assert greedy(gateway, "sft-test", prompt) != greedy(gateway, "tiny", prompt)
     finally:
         unload(gateway, "sft-test")
-
-
-def test_grpo_raises_the_toy_reward_on_rollouts_from_each_pushed_version(gateway, tmp_path):
-    out = tmp_path / "grpo"
-    args = ["train", "grpo", "--model", gateway.model_dir, "--task", "toy-fraction", "--out", out,
-            "--name", "grpo-test", "--lora-r", 8, "--learning-rate", 3e-2, "--beta", 0.01, "--prompts-per-step", 4,
-            "--num-generations", 8, "--save-every", 6, *endpoint_args(gateway)]
-    try:
-        run_cli(*args, "--steps", 12)
-        rows = read_jsonl(out / "metrics.jsonl")
-        assert [r["step"] for r in rows] == list(range(12))
-        versions = [r["adapter_version"] for r in rows]
-        assert versions == list(range(versions[0], versions[0] + 12))  # a fresh push before every step
-        assert all(r["engine_model"] == f"grpo-test@v{r['adapter_version']}" for r in rows)
-        # the reward starts near 0.09; a high LR makes a few steps enough (and the curve noisy: compare means)
-        first = sum(r["reward_mean"] for r in rows[:3]) / 3
-        later = sum(r["reward_mean"] for r in rows[6:]) / 6
-        assert later > first + 0.03, [round(r["reward_mean"], 4) for r in rows]
-        for key in ("reward_max", "reward_std", "kl", "loss", "clip_frac", "time_generation", "time_train",
-                    "time_sync", "time_scoring"):
-            assert all(isinstance(r[key], float) for r in rows), key
-        assert rows[-1]["kl"] > 0 and (out / "grpo_curves.png").is_file()
-        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-11", "step-5"]
-
-        run_cli(*args, "--steps", 14, "--resume")  # continues at step 12 from the step-11 checkpoint
-        rows = read_jsonl(out / "metrics.jsonl")
-        assert [r["step"] for r in rows] == list(range(14))
-        assert rows[12]["adapter_version"] > versions[-1]
-
-        async def served():
-            async with EvalClient(gateway.url, gateway.api_key, admin_key=gateway.admin_key) as c:
-                return {a["name"]: a for a in await c.list_adapters()}
-
-        final = json.loads((out / "train_summary.json").read_text())["final_version"]
-        assert asyncio.run(served())["grpo-test"]["version"] == final  # the trained policy stays served
-    finally:
-        unload(gateway, "grpo-test")
 
 
 def test_rejection_sampling_keeps_exactly_the_correct_samples(gateway, tmp_path):

@@ -1,57 +1,52 @@
-"""GRPO pieces without a server: advantages, the clipped loss, aggregation, batches, version checks."""
+"""GRPO pieces without a server: the batch mapping onto TRL, request grouping and seeds, version
+checks, reward wrappers, and the wiring into TRL's GRPOTrainer on one fixed rollout batch."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from clients.client import Generation  # noqa: E402
-from trainers.errors import RolloutError, RolloutVersionError  # noqa: E402
-from trainers.grpo.advantage import group_advantages, reward_stats  # noqa: E402
-from trainers.grpo.loss import per_token_loss, token_weights  # noqa: E402
-from trainers.grpo.rollout import Rollouts, rollout_params, step_samples, token_batch  # noqa: E402
+from trainers.config import GRPOSettings  # noqa: E402
+from trainers.errors import RolloutError, RolloutVersionError, TrainError  # noqa: E402
+from trainers.grpo.rewards import StepRewards, reward_functions, scorer_reward  # noqa: E402
+from trainers.grpo.rollout import EndpointRollout, RolloutStats, prompt_groups, rollout_params  # noqa: E402
+from trainers.grpo.run import batch_shape, grpo_config  # noqa: E402
 from trainers.grpo.sync import check_versions  # noqa: E402
+from trainers.grpo.telemetry import metrics_row  # noqa: E402
 from trainers.tasks import TOY_TASKS, contains_reward, target_fraction_reward  # noqa: E402
 
 
-def test_group_advantages_std_scaling_and_dr_grpo():
-    r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.5, 0.5, 0.5, 0.5], [3.0, 1.0, 2.0, 2.0]])
-    plain = group_advantages(r, scale=False)
-    assert torch.allclose(plain[0], torch.tensor([0.5, -0.5, -0.5, 0.5]))
-    assert torch.equal(plain[1], torch.zeros(4))  # equal rewards: no signal
-    scaled = group_advantages(r, scale=True)
-    assert torch.allclose(scaled[2], (r[2] - 2.0) / (r[2].std() + 1e-4))
-    assert torch.allclose(scaled.sum(dim=1), torch.zeros(3), atol=1e-5)
-    stats = reward_stats(r)
-    assert stats["reward_max"] == 3.0 and stats["zero_std_groups"] == pytest.approx(1 / 3)
+def settings(**kw) -> GRPOSettings:
+    return GRPOSettings(**{"model": "m", "task": "toy-fraction", "out": "o", **kw})
 
 
-def test_clipped_loss_and_kl():
-    lp = torch.log(torch.tensor([[0.5, 0.5]]))
-    old = torch.log(torch.tensor([[0.25, 0.5]]))  # ratio 2 on the first token, 1 on the second
-    ref = lp.clone()
-    loss, kl, clipped = per_token_loss(lp, old, ref, torch.tensor([1.0]), clip_eps=0.2, beta=0.1)
-    assert torch.allclose(loss, torch.tensor([[-1.2, -1.0]]))  # positive advantage: capped at 1 + eps
-    assert clipped.tolist() == [[True, False]] and torch.equal(kl, torch.zeros(1, 2))
-    loss, _, clipped = per_token_loss(lp, old, None, torch.tensor([-1.0]), clip_eps=0.2, beta=0.1)
-    assert torch.allclose(loss, torch.tensor([[2.0, 1.0]])) and not clipped.any()  # negative: never capped
-    _, kl, _ = per_token_loss(lp, lp, lp - 1.0, torch.tensor([0.0]), 0.2, 0.1)
-    assert torch.allclose(kl, torch.full((1, 2), torch.e ** -1 + 1 - 1))  # k3 = e^d - d - 1, d = -1
+def test_batch_shape_maps_one_rollout_batch_onto_trl():
+    # 4 prompts x 8 = 32 completions, micro-batches of 16: two accumulation steps, one optimizer step
+    assert batch_shape(settings(prompts_per_step=4, num_generations=8, micro_batch_size=16), 1) == {
+        "per_device_train_batch_size": 16, "steps_per_generation": 2, "gradient_accumulation_steps": 2}
+    # two optimizer steps per rollout batch, over two processes
+    assert batch_shape(settings(prompts_per_step=4, num_generations=8, micro_batch_size=4, minibatches=2), 2) == {
+        "per_device_train_batch_size": 4, "steps_per_generation": 4, "gradient_accumulation_steps": 2}
+    with pytest.raises(TrainError, match="does not divide"):
+        batch_shape(settings(prompts_per_step=3, num_generations=2, micro_batch_size=4), 1)
+    with pytest.raises(TrainError, match="do not split over 4 processes"):
+        batch_shape(settings(prompts_per_step=1, num_generations=2), 4)
 
 
-def test_token_weights_aggregations():
-    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]])
-    assert torch.allclose(token_weights(mask, "grpo", 4).sum(-1), torch.tensor([0.5, 0.5]))
-    assert torch.allclose(token_weights(mask, "dr_grpo", 4), mask / 8)
-    assert torch.allclose(token_weights(mask, "dapo", 4), mask / 5)
-
-
-def test_step_samples_cycle_and_resume_order():
-    samples = [{"id": i} for i in range(5)]
-    first = [s["id"] for step in range(5) for s in step_samples(samples, step, 2, seed=3)]
-    assert sorted(first[:5]) == list(range(5)) and sorted(first[5:10]) == list(range(5))  # epochs of permutations
-    assert [s["id"] for s in step_samples(samples, 3, 2, seed=3)] == first[6:8]  # a function of the step alone
+def test_prompt_groups_and_request_seeds():
+    assert prompt_groups(["a", "a", "a", "b", "b", "a"]) == [("a", 3), ("b", 2), ("a", 1)]
+    chat = [{"role": "user", "content": "hi"}]
+    assert prompt_groups([chat, chat]) == [(chat, 2)]
+    ro = EndpointRollout(None, None, {}, seed=7, eos_token_id=0)
+    seeds = {ro.request_seed(step, proc, g) for step in range(3) for proc in range(2) for g in range(16)}
+    assert len(seeds) == 3 * 2 * 16  # every request of a run gets its own seed
+    assert ro.request_seed(1, 0, 0) == EndpointRollout(None, None, {}, 7, 0).request_seed(1, 0, 0)
+    params = rollout_params(TOY_TASKS["toy-fraction"], 0.7, 0.9, 12)
+    assert params["return_token_ids"] and params["max_tokens"] == 12 and params["temperature"] == 0.7
 
 
 def test_check_versions():
@@ -71,21 +66,110 @@ def test_toy_rewards():
     assert len(samples) == 16 and {s["target"] for s in samples} == {"1", "5", "+", "Assistant"}
 
 
-def test_token_batch_uses_server_ids_and_aligns_logprobs(tiny_model):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def test_reward_wrappers_record_weighted_max_and_survive_scorer_bugs():
+    log = StepRewards({"a": 1.0, "b": 0.5})
+    a = scorer_reward("a", lambda completions, **_: [1.0, None, 0.0], log)
+    b = scorer_reward("b", lambda completions, target, **_: [float(t) for t in target], log)
+    assert a.__name__ == "a"  # TRL logs rewards/<__name__>/mean
+    assert a(["x", "y", "z"], prompts=["p"] * 3, trainer_state=None) == [1.0, None, 0.0]
+    assert b(["x", "y", "z"], target=["2", "4", "0"], completion_ids=[[1]] * 3) == [2.0, 4.0, 0.0]
+    popped = log.pop()
+    assert popped["reward_max"] == 2.0  # max(1 + 1, 0 + 2, 0 + 0): None counts 0, as in TRL's nansum
+    assert popped["time_scoring"] >= 0 and log.pop() == {"time_scoring": 0.0}
+    broken = scorer_reward("c", lambda completions, **_: 1 / 0, log)
+    assert broken(["x", "y"]) == [None, None]
 
-    from trainers.grpo.loss import token_logprobs
 
-    tok = AutoTokenizer.from_pretrained(str(tiny_model))
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+def test_reward_functions_validate_names_and_weights():
+    task = TOY_TASKS["toy-fraction"]
+    funcs, weights, _ = reward_functions(task, None, None, None, 0.0, None)
+    assert [f.__name__ for f in funcs] == ["reward"] and weights == [1.0]
+    with pytest.raises(TrainError, match="nope not among toy-fraction's scorers"):
+        reward_functions(task, "nope", None, None, 0.0, None)
+    with pytest.raises(TrainError, match="2 values for 1 rewards"):
+        reward_functions(task, "reward", "1,2", None, 0.0, None)
+    with pytest.raises(TrainError, match="--judge-weight needs --judge-model"):
+        reward_functions(task, None, None, None, 0.5, None)
+
+
+def test_metrics_row_keeps_trl_names_and_adds_short_ones():
+    row = metrics_row(3, {"reward": 0.5, "sampling/sampling_logp_difference/mean": 0.01, "kl": 0.2, "time_step": 1.0})
+    assert row == {"step": 3, "reward_mean": 0.5, "logprob_diff": 0.01, "kl": 0.2, "reward": 0.5,
+                   "sampling/sampling_logp_difference/mean": 0.01, "time_step": 1.0}
+
+
+class FixedRollout:
+    """Stands in for the endpoint: hands TRL fixed ids and 'engine' log-probs, as vLLM would."""
+
+    def __init__(self, out: dict):
+        self.out, self.sync, self.stats, self.seen = out, None, RolloutStats(), []
+
+    def __call__(self, prompts, trainer):
+        self.seen.append(list(prompts))
+        return self.out
+
+
+class NoServer:
+    version, seconds, name = 1, 0.0, "grpo"
+
+    def __init__(self):
+        self.calls = 0
+
+    def sync_weights(self):
+        self.calls += 1
+        return 1
+
+
+def test_trl_receives_our_ids_logprobs_and_corrects_with_truncated_weights(tiny_model, tmp_path):
+    """One fixed batch through EndpointGRPOTrainer: TRL's completion mask follows our ids, its
+    sampling log-probs are the ones we handed over, the importance weight is
+    min(exp(logp_trainer - logp_vllm), cap), and the advantages are group-normalised rewards."""
+    from datasets import Dataset
+
+    from trainers.grpo.rewards import StepRewards
+    from trainers.grpo.trainer import EndpointGRPOTrainer
+    from trainers.modeling import load_policy
+
+    cfg = settings(out=tmp_path, prompts_per_step=2, num_generations=2, micro_batch_size=4, lora_r=4,
+                   report_to="none", beta=0.0, importance_cap=2.0)
+    params = rollout_params(TOY_TASKS["toy-fraction"], 1.0, 1.0, 4)
+    model, tok = load_policy(str(tiny_model), cfg)
     p1, p2 = tok("Ann has 3").input_ids, tok("Bob has 12 pens and").input_ids
-    ro = Rollouts([{"prompt": "Ann has 3"}, {"prompt": "Bob has 12 pens and"}], [["x", "y"], ["z", "w"]],
-                  [["length"] * 2] * 2, prompt_ids=[p1, p2], completion_ids=[[[5, 6, 7], [8]], [[9, 10], [11, 12, 13]]])
-    batch = token_batch(tok, ro, rollout_params(TOY_TASKS["toy-fraction"], 1.0, 1.0, 8))
-    assert batch["completion_mask"].tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0], [1, 1, 1]]
-    lp = token_logprobs(model, batch, torch.arange(4), 1.0)
-    # the same numbers from a plain, unpadded forward pass
-    ids = torch.tensor([p2 + [9, 10]])
-    ref = model(ids).logits[0, :-1].log_softmax(-1)
-    want = ref[len(p2) - 1:].gather(-1, torch.tensor([[9], [10]])).squeeze(-1)
-    assert torch.allclose(lp[2, :2], want, atol=1e-5)
+    comps = [[5, 6, 7], [8], [9, 10], [11, 12, 13, 14]]
+    engine_lp = [[-1.0, -2.0, -3.0], [-0.5], [-50.0, -1.0], [-2.0, -2.0, -2.0, -2.0]]
+    rollout = FixedRollout({"prompt_ids": [p1, p1, p2, p2], "completion_ids": comps, "logprobs": engine_lp})
+
+    def length_reward(completions, completion_ids, **_):
+        return [float(len(c)) for c in completion_ids]
+
+    sync = NoServer()
+    trainer = EndpointGRPOTrainer(
+        model=model, reward_funcs=[length_reward], args=grpo_config(cfg, params, [1.0], 1),
+        train_dataset=Dataset.from_list([{"prompt": "Ann has 3"}, {"prompt": "Bob has 12 pens and"}]),
+        processing_class=tok, rollout=rollout, rewards_log=StepRewards({"length_reward": 1.0}),
+        sync_factory=lambda t: sync, correct_mismatch=True)
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(
+        [{"prompt": "Ann has 3"}] * 2 + [{"prompt": "Bob has 12 pens and"}] * 2)
+    assert sync.calls == 1  # TRL asked our sync hook to push before the rollout
+    assert rollout.seen == [["Ann has 3"] * 2 + ["Bob has 12 pens and"] * 2]
+    mask = out["completion_mask"].tolist()
+    assert mask == [[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
+    assert out["completion_ids"][0, :3].tolist() == [5, 6, 7]
+    sampled = out["sampling_per_token_logps"]
+    for i, lps in enumerate(engine_lp):
+        assert sampled[i, :len(lps)].tolist() == pytest.approx(lps)
+    # what the trainer's own forward gives for those tokens, and the truncated weight from it
+    old = out["old_per_token_logps"]
+    want = torch.clamp(torch.exp(old - sampled), max=2.0)
+    m = out["completion_mask"].bool()
+    assert torch.allclose(out["importance_sampling_ratio"][m], want[m], atol=1e-5)
+    assert out["importance_sampling_ratio"][2, 0].item() == pytest.approx(2.0)  # engine far less sure: capped
+    assert out["importance_sampling_ratio"][0, 0].item() < 2.0
+    # rewards 3, 1 | 2, 4: group means 2 and 3, std sqrt(2) in both groups
+    s = math.sqrt(2.0) + 1e-4
+    assert out["advantages"].tolist() == pytest.approx([1 / s, -1 / s, -1 / s, 1 / s], rel=1e-4)
+    # with the correction off, TRL gets no importance weights at all
+    trainer.vllm_importance_sampling_correction = False
+    assert "importance_sampling_ratio" not in trainer._generate_and_score_completions(
+        [{"prompt": "Ann has 3"}] * 2 + [{"prompt": "Bob has 12 pens and"}] * 2)

@@ -1,9 +1,13 @@
-"""GRPO against the evalctl endpoint: rollouts from the served policy adapter, local updates.
+"""GRPO through the evalctl endpoint on TRL's `GRPOTrainer`.
 
-rollout.py   prompts -> completions (endpoint or local generate) -> rewards -> token batches
-advantage.py group-relative advantages
-loss.py      clipped policy-gradient loss with a KL term to the reference, the update step
-sync.py      push the policy adapter to the server; check rollouts came from that version
-checkpoint.py save / resume
-loop.py      the training loop and `run_grpo`
+TRL owns the algorithm: advantages, loss types, the clipped objective, KL, micro-batching,
+checkpoints, resume, accelerate/DeepSpeed/FSDP. What is ours is the seam to the endpoint:
+
+sync.py       push the policy adapter to the server when it changed (main process; the others wait)
+rollout.py    TRL's `rollout_func`: G completions per prompt from exactly that version, with vLLM's
+              token ids and sampling log-probs (the importance-sampling correction needs them)
+rewards.py    the task's scorers and the judge as TRL reward functions
+trainer.py    `EndpointGRPOTrainer`: GRPOTrainer with TRL's vLLM correction switched on for these rollouts
+telemetry.py  metrics.jsonl / TensorBoard lines: TRL's metrics plus phase times and the adapter version
+run.py        `run_grpo`: settings -> GRPOConfig, train, resume, in-loop eval, final and best push
 """

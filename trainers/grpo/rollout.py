@@ -1,56 +1,24 @@
-"""Rollouts: which prompts each step uses, G completions per prompt, rewards, and the token batch.
+"""TRL's `rollout_func`: G completions per prompt from the served policy version, as token ids.
 
 The policy is trained on the exact tokens vLLM sampled (`return_token_ids`): decoding them to
-text and encoding again can give other tokens (the tiny test model splits every number it
-emitted whole into digits), and then the update pushes on tokens the policy never chose.
-Without ids (an upstream that ignores the field) the text is re-tokenized, as vLLM would.
+text and encoding again gave other tokens in 16 of 16 samples on the tiny test model, and then
+the update pushes on tokens the policy never chose. vLLM's log-probability of each sampled token
+comes back too, so TRL can weigh the update by how far the trainer's probabilities drifted from
+the engine's (importance sampling).
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from typing import Any
 
-import torch
+from evaluators.task import Task
 
-from evaluators.task import Sample, Task
-
-from ..tasks import score
-
-
-@dataclass
-class Rollouts:
-    samples: list[Sample]
-    texts: list[list[str]]  # [prompt][generation]
-    finish: list[list[str | None]]
-    version: int | None = None
-    engine_model: str | None = None
-    completion_tokens: int = 0
-    prompt_ids: list[list[int]] | None = None  # [prompt] -> token ids, when the server returned them
-    completion_ids: list[list[list[int]]] | None = None  # [prompt][generation] -> token ids
-
-
-@dataclass
-class RewardSpec:
-    names: list[str]
-    weights: list[float]
-    judge_model: str | None = None
-    judge_weight: float = 0.0
-    parts: dict[str, float] = field(default_factory=dict)  # last step's per-source means, for logging
-
-
-def step_samples(samples: list[Sample], step: int, batch: int, seed: int) -> list[Sample]:
-    """Prompts for `step`: epochs of seeded shuffles, so a resumed run continues the same order."""
-    n = len(samples)
-    out = []
-    for i in range(step * batch, (step + 1) * batch):
-        epoch, pos = divmod(i, n)
-        order = list(range(n))
-        random.Random(seed * 1_000_003 + epoch).shuffle(order)
-        out.append(samples[order[pos]])
-    return out
+from ..endpoint import BackgroundLoop
+from ..errors import RolloutError
+from .sync import WeightSync, check_versions
 
 
 def rollout_params(task: Task, temperature: float, top_p: float, max_tokens: int | None) -> dict[str, Any]:
@@ -65,96 +33,74 @@ def rollout_params(task: Task, temperature: float, top_p: float, max_tokens: int
     return params
 
 
-def from_generations(samples: list[Sample], gens, version: int | None) -> Rollouts:
-    with_ids = all(g.token_ids is not None and g.prompt_token_ids is not None for g in gens)
-    return Rollouts(samples, [g.texts for g in gens], [g.finish_reasons for g in gens], version,
-                    gens[0].engine_model if gens else None, sum(g.completion_tokens for g in gens),
-                    [g.prompt_token_ids for g in gens] if with_ids else None,
-                    [g.token_ids for g in gens] if with_ids else None)
+def prompt_groups(prompts: list) -> list[tuple[Any, int]]:
+    """TRL hands each process its prompts already repeated G times in a row; one request per run
+    (`n` = its length) lets vLLM share the prompt's prefill across the group."""
+    groups: list[tuple[Any, int]] = []
+    for p in prompts:
+        if groups and groups[-1][0] == p:
+            groups[-1] = (p, groups[-1][1] + 1)
+        else:
+            groups.append((p, 1))
+    return groups
 
 
-async def score_rollouts(client, task: Task, ro: Rollouts, spec: RewardSpec) -> torch.Tensor:
-    """(prompts, G) rewards: the weighted task scorers (None counts 0) plus the judge's share."""
-    from ..distill import judge_value
-
-    total = torch.zeros(len(ro.samples), len(ro.texts[0]))
-    parts: dict[str, list[float]] = {n: [] for n in spec.names}
-    for i, (sample, texts) in enumerate(zip(ro.samples, ro.texts)):
-        per = score(task, sample, texts, spec.names)
-        for j, d in enumerate(per):
-            for name, w in zip(spec.names, spec.weights):
-                v = d.get(name) or 0.0
-                parts[name].append(v)
-                total[i, j] += w * v
-    if spec.judge_model and spec.judge_weight > 0:
-        from evaluators.judge import judge_completion
-
-        jobs = [judge_completion(client, spec.judge_model, s["prompt"], t, None)
-                for s, texts in zip(ro.samples, ro.texts) for t in texts]
-        vals = [judge_value(v) for v in await asyncio.gather(*jobs)]
-        judged = torch.tensor([0.0 if v is None else (v - 1.0) / 9.0 for v in vals]).view_as(total)
-        parts["judge"] = judged.flatten().tolist()
-        total += spec.judge_weight * judged
-    spec.parts = {k: sum(v) / len(v) for k, v in parts.items() if v}
-    return total
+def logprob_params(prompt) -> dict[str, Any]:
+    """Ask for the sampled token's log-prob only (completions: logprobs=0; chat: top_logprobs=0)."""
+    return {"logprobs": 0} if isinstance(prompt, str) else {"logprobs": True, "top_logprobs": 0}
 
 
-def _prompt_ids(tok, prompt) -> list[int]:
-    if isinstance(prompt, str):
-        return tok(prompt).input_ids
-    text = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    return tok(text, add_special_tokens=False).input_ids
+@dataclass
+class RolloutStats:
+    seconds: float = 0.0
+    completion_tokens: int = 0
+    version: int | None = None
+    engine_model: str | None = None
+    calls: int = 0
 
 
-def _completion_ids(tok, text: str, finish: str | None, stops: list[str], max_tokens: int) -> list[int]:
-    ids = tok(text, add_special_tokens=False).input_ids[:max_tokens]
-    if finish == "stop" and not any(text.endswith(s) for s in stops) and tok.eos_token_id is not None:
-        ids.append(tok.eos_token_id)  # stopped on EOS, which the returned text leaves out
-    return ids or [tok.eos_token_id]
+class EndpointRollout:
+    """Called by TRL as `rollout_func(prompts, trainer)`; returns prompt/completion ids and logprobs."""
 
+    def __init__(self, loop: BackgroundLoop, sync: WeightSync, params: dict, seed: int, eos_token_id: int):
+        self.loop, self.sync, self.params = loop, sync, params
+        self.seed, self.eos = seed, eos_token_id
+        self.stats = RolloutStats()
 
-def token_batch(tok, ro: Rollouts, params: dict) -> dict[str, torch.Tensor]:
-    """Prompts left-padded, completions right-padded, so every completion starts at the same column
-    and the forward pass only needs logits for the completion part."""
-    stops = params.get("stop") or []
-    stops = [stops] if isinstance(stops, str) else list(stops)
-    prompts, comps = [], []
-    for i, (sample, texts, finish) in enumerate(zip(ro.samples, ro.texts, ro.finish)):
-        p = ro.prompt_ids[i] if ro.prompt_ids else _prompt_ids(tok, sample["prompt"])
-        for j, (text, fr) in enumerate(zip(texts, finish)):
-            prompts.append(p)
-            if ro.completion_ids:
-                comps.append(list(ro.completion_ids[i][j]) or [tok.eos_token_id])
-            else:
-                comps.append(_completion_ids(tok, text, fr, stops, params["max_tokens"]))
-    P, C = max(map(len, prompts)), max(map(len, comps))
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ids = torch.full((len(prompts), P + C), pad, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    for i, (p, c) in enumerate(zip(prompts, comps)):
-        ids[i, P - len(p):P] = torch.tensor(p)
-        ids[i, P:P + len(c)] = torch.tensor(c)
-        attn[i, P - len(p):P + len(c)] = 1
-    return {"input_ids": ids, "attention_mask": attn, "completion_mask": attn[:, P:].clone(),
-            "position_ids": (attn.cumsum(-1) - 1).clamp(min=0)}
+    def request_seed(self, step: int, process: int, group: int) -> int:
+        """A seed per request: reruns sample the same completions (vLLM offsets it per choice)."""
+        return (self.seed * 1_000_003 + step * 10_007 + process * 1_009 + group) % (2**31 - 1)
 
+    async def _generate(self, groups: list[tuple[Any, int]], step: int, process: int):
+        client = self.loop.client
+        jobs = [client.generate(self.sync.name, p, n=n, cache=False, seed=self.request_seed(step, process, i),
+                                **self.params, **logprob_params(p))
+                for i, (p, n) in enumerate(groups)]
+        return await asyncio.gather(*jobs)
 
-@torch.no_grad()
-def local_rollouts(model, tok, samples: list[Sample], group: int, params: dict) -> Rollouts:
-    """G completions per prompt with `model.generate` (no server: the GPU check, offline runs)."""
-    texts, finish, n_tokens, p_ids, c_ids = [], [], 0, [], []
-    for s in samples:
-        p_ids.append(_prompt_ids(tok, s["prompt"]))
-        ids = torch.tensor([p_ids[-1]], device=model.device)
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                             temperature=params["temperature"], top_p=params.get("top_p", 1.0),
-                             max_new_tokens=params["max_tokens"], num_return_sequences=group,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        gen = out[:, ids.shape[1]:].tolist()
-        ended = [tok.eos_token_id in g for g in gen]
-        gen = [g[:g.index(tok.eos_token_id) + 1] if e else g for g, e in zip(gen, ended)]  # keep EOS, as vLLM
-        n_tokens += sum(map(len, gen))
-        c_ids.append(gen)
-        texts.append(tok.batch_decode(gen, skip_special_tokens=True))
-        finish.append(["stop" if e else "length" for e in ended])
-    return Rollouts(samples, texts, finish, completion_tokens=n_tokens, prompt_ids=p_ids, completion_ids=c_ids)
+    def __call__(self, prompts: list, trainer) -> dict[str, list]:
+        t0 = time.perf_counter()
+        version = self.sync.version
+        if version is None:  # TRL syncs before the first rollout; a direct call must have pushed too
+            version = self.sync.sync_weights()
+        groups = prompt_groups(prompts)
+        gens = self.loop.run(self._generate(groups, trainer.state.global_step, trainer.accelerator.process_index))
+        check_versions(gens, self.sync.name, version)
+        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": []}
+        for (_, n), g in zip(groups, gens):
+            if g.token_ids is None or g.prompt_token_ids is None:
+                raise RolloutError(f"{self.sync.name!r}: the endpoint returned no token ids; GRPO trains on the "
+                                   "engine's own tokens and needs a vLLM upstream that honours return_token_ids")
+            if len(g.token_ids) != n:
+                raise RolloutError(f"{self.sync.name!r}: asked for {n} completions, got {len(g.token_ids)}")
+            logprobs = g.token_logprobs or [None] * n
+            for ids, lps in zip(g.token_ids, logprobs):
+                ids = list(ids) or [self.eos]  # an empty completion still needs one token to carry its reward
+                if lps is None or len(lps) != len(ids):
+                    lps = [None] * len(ids)  # TRL reads None as "no sampling log-prob": no correction there
+                out["prompt_ids"].append(list(g.prompt_token_ids))
+                out["completion_ids"].append(ids)
+                out["logprobs"].append([None if lp is None else float(lp) for lp in lps])
+        self.stats = RolloutStats(time.perf_counter() - t0, sum(len(c) for c in out["completion_ids"]), version,
+                                  gens[0].engine_model if gens else None, self.stats.calls + 1)
+        return out

@@ -1,0 +1,185 @@
+"""`evalctl train grpo` (rollouts from the endpoint) vs TRL's plain GRPOTrainer (in-process
+`generate`), side by side on the demo's task, model, SFT start and GRPO budget.
+
+    python benchmarks/grpo_vs_trl.py                      # after `make demo` (its model, data, SFT adapter)
+    python benchmarks/grpo_vs_trl.py --steps 10 --out runs/grpo_vs_trl
+
+Both runs get the same GRPOConfig (evalctl's mapping of the same settings), the same seed and
+LoRA start, the same r1_zero reward; the plain trainer's completions are cut at `</answer>` before
+scoring, as the endpoint's stop string does (HF `generate` inside TRL cannot stop on a string).
+Both final adapters are then served by one gateway and evaluated greedily on the demo's held-out
+questions by the same evaluator. Prints a table (accuracy ± stderr, s/step, first/last sampled
+reward) and the ratio evalctl/TRL of seconds per step; writes OUT/grpo_vs_trl.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEMO = REPO / ".cache" / "demo"
+
+
+def settings(args, out: Path, name: str):
+    from trainers.config import GRPOSettings
+
+    return GRPOSettings(model=str(args.model), task="gsm8k", data=args.data, out=out, name=name, init=args.sft,
+                        steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
+                        learning_rate=args.lr, beta=0.0, max_tokens=args.max_tokens, temperature=1.0,
+                        lora_r=16, lora_alpha=32, report_to="none", save_every=10_000, cpu_threads=1,
+                        seed=args.seed, micro_batch_size=args.micro_batch)
+
+
+def stop_at(text: str, stop: str = "</answer>") -> str:
+    i = text.find(stop)
+    return text if i < 0 else text[:i + len(stop)]
+
+
+def run_trl(args, out: Path) -> dict:
+    """TRL's GRPOTrainer exactly as a TRL user runs it: generation with the policy in-process."""
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import GRPOTrainer
+
+    from evaluators.registry import TASKS
+    from trainers.grpo.rollout import rollout_params
+    from trainers.grpo.run import grpo_config
+    from trainers.modeling import load_policy
+    from trainers.tasks import load_samples
+
+    cfg = settings(args, out, "trl")
+    task = TASKS.get("gsm8k")
+    scorer = task.scorers["reward"]
+
+    def reward(completions, answer, **_):
+        return scorer([stop_at(c) for c in completions], answer=answer)
+
+    torch.set_num_threads(1)
+    params = rollout_params(task, cfg.temperature, cfg.top_p, cfg.max_tokens)
+    targs = grpo_config(cfg, params, [1.0], 1)
+    set_seed(cfg.seed)
+    model, tok = load_policy(cfg.model, cfg)
+    samples = load_samples(task, cfg.data)
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=targs, processing_class=tok,
+                          train_dataset=Dataset.from_list(samples))
+    t0 = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - t0
+    model.save_pretrained(str(out / "adapter"), selected_adapters=["default"])
+    tok.save_pretrained(str(out / "adapter"))
+    logs = [h for h in trainer.state.log_history if "reward" in h]
+    return {"rewards": [h["reward"] for h in logs], "step_seconds": [h["step_time"] for h in logs if "step_time" in h],
+            "wall_s": wall, "adapter": str(out / "adapter")}
+
+
+def run_evalctl(args, out: Path, url: str) -> dict:
+    from trainers.endpoint import Endpoint
+    from trainers.grpo.run import run_grpo
+    from trainers.grpo.telemetry import history
+
+    cfg = settings(args, out, "evalctl-grpo")
+    t0 = time.perf_counter()
+    run_grpo(cfg, Endpoint(url, concurrency=64))
+    wall = time.perf_counter() - t0
+    rows = history(out)
+    return {"rewards": [r["reward_mean"] for r in rows], "step_seconds": [r["time_step"] for r in rows],
+            "generation_seconds": [r["time_generation"] for r in rows], "wall_s": wall,
+            "adapter": str(out / "adapter")}
+
+
+def evaluate(url: str, name: str, adapter: str, test: Path, out: Path, max_tokens: int) -> dict:
+    import asyncio
+
+    from evaluators import runner
+    from evaluators.registry import TASKS
+    from trainers.endpoint import Endpoint, push_adapter_sync
+    from trainers.tasks import load_samples
+
+    push_adapter_sync(Endpoint(url), name, Path(adapter))
+    task = TASKS.get("gsm8k")
+    samples = load_samples(task, test)
+    spec = runner.RunSpec(task="gsm8k", model=name, endpoint=url,
+                          sampling=runner.sampling_params(task, temperature=0.0, max_tokens=max_tokens))
+    summary = asyncio.run(runner.run_async(task, spec, samples, out, api_key=None, concurrency=64, progress=False))
+    return {"accuracy": summary["accuracy"], "stderr": summary["accuracy_stderr"], "run": str(out)}
+
+
+def steady(seconds: list[float]) -> float:
+    """Mean seconds per step without the first (engine warm-up, first LoRA load)."""
+    rest = seconds[1:] or seconds
+    return statistics.fmean(rest) if rest else float("nan")
+
+
+def report(result: dict, out: Path) -> None:
+    rows = [("TRL GRPOTrainer (in-process generate)", result["trl"]), ("evalctl train grpo (endpoint)", result["evalctl"])]
+    print("\n| trainer | greedy accuracy | s/step | sampled reward first -> last |\n| --- | --- | --- | --- |")
+    for label, r in rows:
+        print(f"| {label} | {r['eval']['accuracy']:.3f} ± {r['eval']['stderr']:.3f} | {steady(r['step_seconds']):.2f} | "
+              f"{r['rewards'][0]:.3f} -> {r['rewards'][-1]:.3f} |")
+    ratio = steady(result["evalctl"]["step_seconds"]) / steady(result["trl"]["step_seconds"])
+    print(f"\nevalctl/TRL seconds per step: {ratio:.2f}x (goal <= 1.0); start (SFT) accuracy "
+          f"{result['sft']['accuracy']:.3f}")
+    result["ratio_s_per_step"] = ratio
+    (out / "grpo_vs_trl.json").write_text(json.dumps(result, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, r in rows:
+        ax.plot(range(1, len(r["rewards"]) + 1), r["rewards"], label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("sampled reward")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "grpo_vs_trl.png", dpi=100)
+    print(f"wrote {out / 'grpo_vs_trl.json'} and {out / 'grpo_vs_trl.png'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=DEMO / "model")
+    ap.add_argument("--sft", type=Path, default=DEMO / "runs" / "sft-train" / "adapter")
+    ap.add_argument("--data", type=Path, default=DEMO / "data" / "train.jsonl")
+    ap.add_argument("--test", type=Path, default=DEMO / "data" / "test.jsonl")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--generations", type=int, default=8)
+    ap.add_argument("--micro-batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "grpo_vs_trl")
+    args = ap.parse_args()
+    for p in (args.model, args.sft, args.data, args.test):
+        if not p.exists():
+            sys.exit(f"{p} is missing: run `make demo` first (or pass --model/--sft/--data/--test)")
+    from evalctl.process import ServerProcess
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"settings": {k: str(v) for k, v in vars(args).items()}}
+    result["trl"] = run_trl(args, out / "trl")  # first, alone: no engine competing for the cores
+    serve = ["--model", str(args.model), "--name", "base", "--dtype", "float32", "--max-model-len", "512",
+             "--max-lora-rank", "16", "--max-loras", "4", "--log-dir", str(out / "logs")]
+    with ServerProcess(serve, out / "logs" / "serve.log", env={"VLLM_CPU_KVCACHE_SPACE": "1"}).start() as server:
+        result["sft"] = evaluate(server.url, "sft", str(args.sft), args.test, out / "eval-sft", args.max_tokens)
+        result["evalctl"] = run_evalctl(args, out / "evalctl", server.url)
+        for key in ("trl", "evalctl"):
+            result[key]["eval"] = evaluate(server.url, f"{key}-final", result[key]["adapter"], args.test,
+                                           out / f"eval-{key}", args.max_tokens)
+    report(result, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""`evalctl train grpo` (TRL's GRPOTrainer) against the real server: seeded rollouts from each
+pushed version, evaluation inside the loop with the best version served, an exact resume, and
+the judge reward from a served judge."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("trl")
+
+from evaluators.judge import FIELDS, judge_messages  # noqa: E402
+
+from .conftest import endpoint_args, read_jsonl, run_cli, write_jsonl  # noqa: E402
+
+pytestmark = pytest.mark.engine
+
+TELEMETRY = ("reward_mean", "reward_std", "reward_max", "zero_std_groups", "kl", "entropy", "clip_ratio",
+             "logprob_diff", "sampled_tokens_per_s", "time_sync", "time_generation", "time_scoring", "time_train",
+             "time_step")
+
+
+def unload(gateway, *names: str) -> None:
+    with gateway.admin() as admin:
+        for name in names:
+            admin.post("/v1/unload_lora_adapter", json={"lora_name": name})
+
+
+def served(gateway) -> dict[str, dict]:
+    with gateway.admin() as admin:
+        return {a["name"]: a for a in admin.get("/v1/adapters").json()["data"]}
+
+
+def grpo_args(gateway, out, name, *extra):
+    return ["train", "grpo", "--model", gateway.model_dir, "--task", "toy-fraction", "--out", out, "--name", name,
+            "--lora-r", 8, "--learning-rate", 3e-2, "--beta", 0.01, "--prompts-per-step", 4,
+            "--num-generations", 8, "--cpu-threads", 1, *extra, *endpoint_args(gateway)]
+
+
+def test_grpo_learns_evaluates_in_the_loop_and_resumes_exactly(gateway, tmp_path):
+    out, name = tmp_path / "grpo", "grpo-test"
+    args = grpo_args(gateway, out, name, "--steps", 8, "--save-every", 4, "--eval-every", 4, "--eval-limit", 8)
+    try:
+        run_cli(*args)
+        summary = json.loads((out / "train_summary.json").read_text())
+        rows = read_jsonl(out / "metrics.jsonl")
+        assert [r["step"] for r in rows] == list(range(1, 9))
+        versions = [r["adapter_version"] for r in rows]
+        # one push per step; an eval push serves the next step's rollouts without a second one
+        assert versions == list(range(versions[0], versions[0] + 8))
+        for key in TELEMETRY:
+            assert all(isinstance(r[key], (int, float)) for r in rows), key
+        assert rows[-1]["kl"] > 0 and rows[0]["logprob_diff"] < 1e-3  # float32 engine and trainer agree
+        first, last = (sum(r["reward_mean"] for r in rows[i:i + 3]) / 3 for i in (0, 5))
+        assert last > first + 0.03, [round(r["reward_mean"], 4) for r in rows]
+        assert (out / "grpo_curves.png").is_file() and list((out / "runs").rglob("events.out.tfevents*"))
+
+        evals = {s: json.loads((out / "evals" / f"step-{s}" / "summary.json").read_text()) for s in (4, 8)}
+        assert all(e["num_examples"] == 8 and e["model"] == name for e in evals.values())
+        assert [r.get("eval/reward") for r in rows if "eval/reward" in r] == [evals[4]["reward"], evals[8]["reward"]]
+        best = json.loads((out / "best.json").read_text())
+        assert best["value"] == max(e["reward"] for e in evals.values())
+        assert summary["best"]["served_as"] == f"{name}-best" and f"{name}-best" in served(gateway)
+        # the served best adapter is the evaluated one: greedy completions come back the same
+        first_eval = read_jsonl(out / "evals" / f"step-{best['step']}" / "results.jsonl")[0]
+        again = gateway.openai().completions.create(model=f"{name}-best", prompt=first_eval["prompt"],
+                                                    max_tokens=16, temperature=0).choices[0].text
+        assert again == first_eval["completions"][0]
+
+        # resume from step 4: optimizer, RNG, data order and adapter restored, so steps 5-8 repeat exactly
+        shutil.rmtree(out / "checkpoint-8")
+        run_cli(*args, "--resume")
+        redo = read_jsonl(out / "metrics.jsonl")
+        assert [r["step"] for r in redo] == list(range(1, 9))
+        for a, b in zip(rows[4:], redo[4:]):
+            assert (a["reward_mean"], a["loss"]) == pytest.approx((b["reward_mean"], b["loss"]), rel=1e-5)
+        assert redo[4]["adapter_version"] > versions[-1]
+    finally:
+        unload(gateway, name, f"{name}-best")
+
+
+def test_grpo_judge_reward_from_a_served_judge(gateway, tmp_path):
+    """A judge adapter taught to answer with a fixed JSON verdict; its score shows as a reward part and
+    enters the total with its weight."""
+    verdict = json.dumps({**{f: 7 for f in FIELDS}, "grade": "C"})
+    rows = [{"messages": [*judge_messages(f"What is {i} + 1?", f"{i + 1}"), {"role": "assistant", "content": verdict}]}
+            for i in range(8)]
+    judge_data = write_jsonl(tmp_path / "judge.jsonl", rows)
+    out = tmp_path / "grpo-judge"
+    try:
+        run_cli("train", "sft", "--model", gateway.model_dir, "--data", judge_data, "--out", tmp_path / "judge",
+                "--max-steps", 40, "--learning-rate", 1e-2, "--lora-r", 8, "--batch-size", 8, "--max-length", 512,
+                "--report-to", "none", "--push", "judge-test", *endpoint_args(gateway))
+        run_cli(*grpo_args(gateway, out, "grpo-judged", "--steps", 2, "--judge-model", "judge-test",
+                           "--judge-weight", 0.5, "--judge-max-tokens", 96, "--report-to", "none"))
+        rows = read_jsonl(out / "metrics.jsonl")
+        for r in rows:
+            judge = r["rewards/judge/mean"]
+            assert judge == pytest.approx((7 - 1) / 9, abs=0.05), r  # parsed: the rubric mean mapped to 0-1
+            assert r["reward_mean"] == pytest.approx(r["rewards/reward/mean"] + 0.5 * judge, rel=1e-4)
+    finally:
+        unload(gateway, "judge-test", "grpo-judged")

@@ -1,0 +1,112 @@
+"""`EndpointGRPOTrainer`: TRL's GRPOTrainer with rollouts from the evalctl endpoint.
+
+TRL 1.16 ties two things to its own vLLM client (`use_vllm=True`): the weight sync before each
+rollout (`self.vllm_generation.sync_weights()`) and the importance-sampling correction that weighs
+each token's loss by pi_trainer / pi_vllm from the sampling log-probs. With `rollout_func` and
+`use_vllm=False` it does neither, although our rollouts come from vLLM and carry those log-probs.
+So the trainer is built without TRL's client (nothing to connect to) and then flagged as a vLLM
+run whose "generation backend" is `WeightSync`; TRL's own code does the rest. Nothing else in
+TRL's rollout_func path reads these flags (checked against TRL 1.16's grpo_trainer.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from transformers import PrinterCallback, TrainerCallback
+
+# rollout_func is marked experimental in TRL 1.16 and warns once per run; we pin TRL's minor version
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+from trl import GRPOTrainer  # noqa: E402
+from trl.trainer.utils import RepeatSampler  # noqa: E402
+
+from .rewards import StepRewards
+from .rollout import EndpointRollout
+from .sync import WeightSync
+
+
+class StepClock(TrainerCallback):
+    """Wall time of each optimizer step (rollout, scoring and update; checkpoint saves excluded)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def on_step_begin(self, args, state, control, **kw):
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        self.last = time.perf_counter() - self.t0
+
+
+class EpochSeededSampler(RepeatSampler):
+    """TRL's RepeatSampler with each epoch's order a function of (seed, epoch), not of how many
+    epochs this process has drawn: a resumed run then sees the prompts the uninterrupted run saw."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle:
+            self.generator.manual_seed((self.seed or 0) * 1_000_003 + epoch)
+
+
+class EndpointGRPOTrainer(GRPOTrainer):
+    def __init__(self, *args, sync_factory, rollout: EndpointRollout, rewards_log: StepRewards,
+                 correct_mismatch: bool, **kwargs):
+        super().__init__(*args, rollout_func=rollout, **kwargs)
+        self.weight_sync: WeightSync = sync_factory(self)
+        rollout.sync = self.weight_sync
+        self.rollout, self.rewards_log, self.clock = rollout, rewards_log, StepClock()
+        self.extra_logs: dict[str, float] = {}  # e.g. the in-loop eval's metrics for this step
+        self.add_callback(self.clock)
+        self.remove_callback(PrinterCallback)  # its dict per step duplicates our progress line
+        self.use_vllm = True
+        self.vllm_mode = "server"
+        self.vllm_generation = self.weight_sync
+        self._last_loaded_step = -1
+        self.vllm_importance_sampling_correction = correct_mismatch
+
+    def _get_train_sampler(self, dataset=None):
+        base = super()._get_train_sampler(dataset)
+        return EpochSeededSampler(data_source=base.data_source, mini_repeat_count=base.mini_repeat_count,
+                                  batch_size=base.batch_size, repeat_count=base.repeat_count,
+                                  shuffle=base.shuffle, seed=base.seed)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Also restore the trained adapter. With beta > 0 TRL adds a frozen "ref" adapter, so
+        checkpoints hold "default" at the top and "ref" in a sub-directory; transformers (5.19) then
+        loads only the sub-directories, and a resumed run silently restarted from the initial
+        weights (KL 0 and the first step's reward again, measured)."""
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        weights = Path(resume_from_checkpoint) / "adapter_model.safetensors"
+        if weights.is_file():
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            target = self.accelerator.unwrap_model(model if model is not None else self.model)
+            set_peft_model_state_dict(target, load_file(str(weights)), adapter_name="default")
+
+    def mark_synced(self) -> None:
+        """The current weights are served already (pushed outside a rollout): skip the next sync."""
+        self._last_loaded_step = self.state.global_step
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.model.training and "loss" in logs:  # a training step's log, not the end-of-run summary
+            logs.update(self.telemetry())
+        super().log(logs, start_time)
+
+    def telemetry(self) -> dict[str, float]:
+        """Phase times of the step just finished (a step without a rollout reports 0 for sync and
+        generation), sampled tokens/s and the adapter version the rollouts came from."""
+        stats, fresh = self.rollout.stats, self.rollout.stats.calls > getattr(self, "_logged_calls", 0)
+        self._logged_calls = stats.calls
+        out = {"time_sync": self.weight_sync.seconds if fresh else 0.0,
+               "time_generation": stats.seconds if fresh else 0.0, **self.rewards_log.pop(),
+               "time_step": self.clock.last, **self.extra_logs}
+        out["time_train"] = max(out["time_step"] - out["time_sync"] - out["time_generation"] - out["time_scoring"], 0.0)
+        if fresh and stats.seconds > 0:
+            out["sampled_tokens_per_s"] = stats.completion_tokens / max(out["time_generation"], 1e-9)
+        if stats.version is not None:
+            out["adapter_version"] = stats.version
+        self.extra_logs = {}
+        return out
