@@ -36,6 +36,9 @@ def test_readme_curl_adapter(gateway):
     assert "Success" in out
     names = [a["name"] for a in json.loads(out[out.index('{"object"'):])["data"]]
     assert "sft" in names
+    with gateway.admin() as admin:  # the session server is shared: leave it with the adapters it had
+        assert admin.post("/v1/unload_lora_adapter", json={"lora_name": "sft"}).status_code == 200
+        assert "sft" not in [a["name"] for a in admin.get("/v1/adapters").json()["data"]]
 
 
 def test_readme_curl_runs(gateway):

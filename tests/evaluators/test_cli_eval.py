@@ -65,7 +65,6 @@ def test_unknown_task_did_you_mean_exit_2(registry):
 
 
 def test_unknown_task_with_the_real_registry():
-    pytest.importorskip("evaluators.registry", reason="the task registry is not written yet")
     line = one_line_error(invoke("run", "gsm8kk", "--model", "tiny"), code=2)
     assert "did you mean" in line.lower() and "gsm8k" in line
 
@@ -155,14 +154,25 @@ def test_ls_lists_tasks(registry):
 
 
 def test_compare_cli(registry, fake_server, tmp_path):  # noqa: F811
-    for name in ("a", "b"):
-        assert invoke("run", "adder", "--model", "adder", "--base-url", fake_server.url, "--out",
-                      str(tmp_path / name), "--limit", "6", "--no-progress").exit_code == 0
+    """Two runs over the same ids: `b` asks sums the fake gets wrong (a >= 5), so accuracy drops
+    from 5/6 to 0 on every pair but one, and the paired bootstrap must call that significant."""
+    hard = tmp_path / "hard.jsonl"
+    hard.write_text("".join(json.dumps({"id": f"s{i}", "prompt": f"{i + 5}+1=", "answer": str(i + 6)}) + "\n"
+                            for i in range(6)))
+    common = ["--model", "adder", "--base-url", fake_server.url, "--no-progress"]
+    assert invoke("run", "adder", *common, "--out", str(tmp_path / "a"), "--limit", "6").exit_code == 0
+    assert invoke("run", "adder", *common, "--out", str(tmp_path / "b"), "--data", str(hard)).exit_code == 0
     png = tmp_path / "cmp" / "chart.png"
     result = invoke("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(png),
                     "--metrics", "accuracy,format_rate", "--resamples", "1000")
     assert result.exit_code == 0, result.output
-    assert png.exists() and (tmp_path / "cmp" / "chart.json").exists() and "p=1" in result.output
+    table = json.loads((tmp_path / "cmp" / "chart.json").read_text())
+    a, b = (row["metrics"]["accuracy"] for row in table["runs"])
+    assert png.exists() and a["mean"] == pytest.approx(5 / 6) and b["mean"] == 0.0
+    assert b["n_pairs"] == 6 and b["delta"] == pytest.approx(-5 / 6) and b["p_value"] < 0.01
+    assert f"p={b['p_value']:.3g}" in result.output
+    same = invoke("compare", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "same.png"))
+    assert same.exit_code == 0 and "p=1" in same.output  # no difference: no evidence of one
     line = one_line_error(invoke("compare", str(tmp_path / "a"), str(tmp_path / "zz")))
     assert "no summary.json" in line
     line = one_line_error(invoke("compare", str(tmp_path / "a"), "--metrics", "acc"))

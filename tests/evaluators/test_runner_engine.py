@@ -18,19 +18,13 @@ from click.testing import CliRunner
 from evalctl.cli import main
 from evaluators import cli as eval_cli
 from evaluators.results import read_jsonl
+from evaluators.scorers.gsm8k import r1_zero_answer_reward, r1_zero_format_reward
 from evaluators.task import Task
 
 pytestmark = pytest.mark.engine
 
 RECORD_KEYS = {"id", "prompt", "completions", "extracted", "gold", "scores", "judge", "latency", "prompt_tokens",
                "completion_tokens", "error"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_gsm8k():
-    registry = pytest.importorskip("evaluators.registry", reason="the task registry is not written yet")
-    if "gsm8k" not in registry.TASKS.names():
-        pytest.skip("no gsm8k task")
 
 
 def run_args(gateway, out: Path, *extra: str) -> list[str]:
@@ -58,13 +52,19 @@ def test_run_writes_required_fields(gsm8k_run):
         assert key in summary, key
     assert summary["num_examples"] == 8 and summary["num_failed"] == 0 and summary["model"] == "tiny"
     assert summary["sampling"]["max_tokens"] == 32
-    assert 0.0 <= summary["accuracy"] <= 1.0 and summary["metrics"]["accuracy"]["n"] == 8
+    assert summary["metrics"]["accuracy"]["n"] == 8
     assert Path(summary["results_path"]) == (gsm8k_run / "results.jsonl").resolve()
     records = read_jsonl(gsm8k_run / "results.jsonl", allow_truncated_tail=False)
     assert len(records) == 8 and len({r["id"] for r in records}) == 8
     for r in records:
         assert RECORD_KEYS <= set(r) and r["error"] is None
         assert len(r["completions"]) == 1 and r["completion_tokens"] > 0 and r["gold"]
+    # Every score is the scorer's verdict on the saved completion, and the summary their mean.
+    texts, golds = [r["completions"][0] for r in records], [r["gold"]["answer"] for r in records]
+    answer, fmt = r1_zero_answer_reward(texts, answer=golds), r1_zero_format_reward(texts)
+    assert [r["scores"]["answer_reward"] for r in records] == answer
+    assert [r["scores"]["format_reward"] for r in records] == fmt
+    assert summary["accuracy"] == pytest.approx(sum(answer) / 8) and summary["format_rate"] == pytest.approx(sum(fmt) / 8)
 
 
 def test_rerun_same_out_is_free_and_changes_nothing(gateway, gsm8k_run):

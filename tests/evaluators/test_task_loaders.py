@@ -132,3 +132,40 @@ def test_gold_completions_score_full_marks(data_dir):
     fin = TASKS.get("finance").load(None)[::25]
     assert all(TASKS.get("finance").score(f"<think>r</think><answer>{s['answer']}</answer>", s)["reward"] == 1.0
                for s in fin)
+
+
+def _finance_near_miss(s: dict):
+    """A wrong answer one step from the gold, or None where there is no obvious one."""
+    gold, kind = s["answer"], s.get("answer_type")
+    if kind == "bool":
+        return {"对": "错", "错": "对"}.get(gold)
+    if kind == "choice":
+        return gold[:-1] if len(gold) > 1 else {"A": "B"}.get(gold, "A")  # one option short, or another one
+    if kind == "numeric" and isinstance(gold, (int, float)):
+        return round(gold * 1.1 + 1, 5)
+    return None
+
+
+def test_near_miss_completions_score_zero(data_dir):
+    """The same answers one step off get no credit: the gold test above cannot pass by
+    accepting anything."""
+    gsm_task, gsm = TASKS.get("gsm8k"), TASKS.get("gsm8k").load(None)[:50]
+    for s in gsm:
+        gold = int(s["answer"].split("####")[-1].replace(",", ""))
+        assert gsm_task.score(f"r </think> <answer> {gold + 1} </answer>", s)["reward"] == 0.0, s["id"]
+        assert gsm_task.score(f"r </think>\n<answer> {gold} </answer>", s)["format_reward"] == 0.0
+    legal_task = TASKS.get("legal")
+    legal = [s for s in legal_task.load(None) if isinstance(s["prison_time"], int)][:100]
+    for s in legal:
+        # three times the term plus a year: far outside CAIL's log-distance band, where a near term still scores
+        off_term = legal_task.score(f"<answer>{';'.join(s['charge'])} | {s['prison_time'] * 3 + 12}</answer>", s)
+        assert off_term["term_exact"] == 0.0 and off_term["combined"] < 1.0, s["id"]
+        wrong_charge = legal_task.score(f"<answer>走私毒品 | {s['prison_time']}</answer>", s)
+        assert wrong_charge["charge_accuracy"] < 1.0 and wrong_charge["combined"] < 1.0, s["id"]
+    fin_task = TASKS.get("finance")
+    misses = [(s, _finance_near_miss(s)) for s in fin_task.load(None)[::25]]
+    misses = [(s, m) for s, m in misses if m is not None]
+    assert len(misses) > 400
+    for s, miss in misses:
+        scores = fin_task.score(f"<think>r</think><answer>{miss}</answer>", s)
+        assert scores["accuracy"] == 0.0 and scores["reward"] < 1.0, (s["id"], s["answer"], miss)

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from evaluators.results import read_jsonl
+from rag import metrics as M
+from rag.prompting import ask_messages, cited_ids
+from rag.retrieve import Hit
 from rag.store import Store, StoreConfig
 
 from .conftest import assert_one_line_error, run_cli
@@ -63,17 +66,22 @@ def test_identical_text_is_the_nearest_chunk(rag_env, mode):
         assert hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
 
 
-def test_ask_answers_through_the_endpoint_with_chunk_ids(rag_env):
+def test_ask_answers_through_the_endpoint_with_chunk_ids(rag_env, gateway):
     q = "How many pens does Bob give to Carla?"
     # --max-chars: the tiny model's window is 512 tokens, and a 500-character Chinese chunk is ~1500
     result = run_cli("rag", "ask", q, "--collection", "endpoint-docs", "--model", "tiny", "--k", "2",
                      "--max-tokens", "16", "--max-chars", "60", "--json", *rag_env["common"])
     assert result.exit_code == 0, result.output
     ans = json.loads(result.output)
-    assert ans["question"] == q and isinstance(ans["answer"], str) and ans["finish_reason"] in ("length", "stop")
+    assert ans["question"] == q and ans["finish_reason"] in ("length", "stop")
     assert ans["mode"] == "hybrid" and len(ans["retrieved"]) == 2
     assert ans["retrieved"][0]["id"] == "pens.txt#0"  # BM25 and dense agree on the word overlap
-    assert set(ans["cited"]) <= {r["id"] for r in ans["retrieved"]}
+    # The answer is the model's greedy reply to exactly the retrieved context, and `cited` what it cites.
+    hits = [Hit(r["id"], r["doc_id"], r["text"], r["score"]) for r in ans["retrieved"]]
+    reply = gateway.openai().chat.completions.create(model="tiny", messages=ask_messages(q, hits, 60),
+                                                     temperature=0, max_tokens=16)
+    assert ans["answer"] == reply.choices[0].message.content and ans["answer"].strip()
+    assert ans["cited"] == cited_ids(ans["answer"], hits)
     text = run_cli("rag", "ask", q, "--collection", "endpoint-docs", "--model", "tiny", "--max-tokens", "8",
                    "--max-chars", "40", *rag_env["common"])
     assert "cited:" in text.output and "[pens.txt#0]" in text.output
@@ -136,8 +144,16 @@ def test_rag_eval_retrieval_and_judged_answers(rag_env):
     for rec in recs.values():
         assert rec["answer"]["error"] is None and isinstance(rec["answer"]["text"], str)
         assert set(rec["judge"]) == {"faithfulness", "context_relevance"}
-        for verdict in rec["judge"].values():  # a random-weights judge: parsed or recorded as unreadable
-            assert verdict.get("parse_error") or "faithfulness" in verdict or "context_relevance" in verdict
+        # A random-weights judge: each verdict is what its parser makes of the raw reply (kept when
+        # unreadable), and the score is the verdict's number or None.
+        for name, verdict in rec["judge"].items():
+            if verdict.get("parse_error"):
+                assert set(verdict) == {"parse_error", "raw"} and rec["scores"][name] is None
+                reparsed = (M.parse_faithfulness(verdict["raw"]) if name == "faithfulness"
+                            else M.parse_relevance(verdict["raw"], len(rec["answer"]["ids"])))
+                assert reparsed == verdict
+            else:
+                assert rec["scores"][name] == verdict[name] and (verdict[name] is None or 0 <= verdict[name] <= 1)
     parse_failures = sum(1 for r in recs.values() for v in r["judge"].values() if v.get("parse_error"))
     assert summary["judge_parse_failures"] == parse_failures
     assert m["faithfulness"]["n"] + sum(1 for r in recs.values() if r["scores"]["faithfulness"] is None) == 3

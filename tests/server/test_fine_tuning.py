@@ -196,12 +196,25 @@ def test_dpo_job_succeeds(gateway, admin):
     assert done.status == "succeeded", done.error
     assert done.method.dpo.hyperparameters.beta == 0.2 and done.fine_tuned_model == f"ft:tiny::{job.id}"
     assert sorted(m["step"] for m in metrics(admin, job.id) if "loss" in m) == [1, 2]
+    # the served adapter is the trained policy: its log-probs on a training prompt are not the base's
+    assert done.fine_tuned_model in [m.id for m in admin.models.list()]
+    tuned, base = (admin.completions.create(model=m, prompt=PAIRS[0]["prompt"], max_tokens=2, temperature=0,
+                                            logprobs=1) for m in (done.fine_tuned_model, "tiny"))
+    assert tuned.model == done.fine_tuned_model and tuned.choices[0].text
+    assert tuned.choices[0].logprobs.token_logprobs != base.choices[0].logprobs.token_logprobs
     unload(gateway, done.fine_tuned_model)
 
 
 def test_list_paginates_newest_first(admin, train_file):
+    # Two jobs of its own (cancelled at once): the listing must not depend on earlier tests' jobs.
+    mine = [admin.fine_tuning.jobs.create(model="tiny", training_file=train_file,
+                                          method=sft(max_steps=5000, checkpoint_steps=1000)).id for _ in range(2)]
+    for job_id in mine:
+        wait(admin, job_id, lambda j: j.status != "validating_files")  # validated: 2 events, the cancel a third
+        admin.fine_tuning.jobs.cancel(job_id)
+        wait(admin, job_id, finished)
     ids = [j.id for j in admin.fine_tuning.jobs.list(limit=100)]
-    assert len(ids) >= 2
+    assert ids[:2] == mine[::-1]
     page = admin.fine_tuning.jobs.list(limit=1)
     assert [j.id for j in page.data] == ids[:1] and page.has_more
     assert [j.id for j in admin.fine_tuning.jobs.list(limit=1, after=ids[0]).data] == ids[1:2]
