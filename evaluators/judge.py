@@ -179,11 +179,20 @@ def judge_scores(verdicts: list[dict]) -> dict[str, float | None]:
 
 
 # -- calling the judge ----------------------------------------------------------------
+# The verdict the prompt asks for, as a regular expression for vLLM's structured outputs: a judge
+# constrained to it always answers in a parseable form (a small judge otherwise often does not, and
+# an unparseable verdict is a lost reward in RL). A regex rather than a JSON schema: with a schema,
+# xgrammar lets a weak model spend its whole budget on whitespace between the keys.
+VERDICT_REGEX = "\\{" + ", ".join(f'"{f}": ([1-9]|10)' for f in FIELDS) + ', "grade": "[CI]"\\}'
+
+
 async def judge_completion(client, model: str, prompt, completion: str, gold: dict | None,
-                           max_tokens: int = 512) -> dict:
-    """Ask the judge model once (greedy) and parse its verdict; a failed request is `{"error": ...}`."""
+                           max_tokens: int = 512, constrained: bool = False) -> dict:
+    """Ask the judge model once (greedy) and parse its verdict; a failed request is `{"error": ...}`.
+    `constrained`: decode the verdict under VERDICT_REGEX (vLLM upstreams)."""
     messages = judge_messages(question_text(prompt), completion, gold)
-    g = await client.generate(model, messages, temperature=0, max_tokens=max_tokens)
+    extra = {"structured_outputs": {"regex": VERDICT_REGEX}} if constrained else {}
+    g = await client.generate(model, messages, temperature=0, max_tokens=max_tokens, **extra)
     if g.error:
         return {"error": g.error}
     raw = g.texts[0] if g.texts else ""

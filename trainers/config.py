@@ -155,6 +155,8 @@ class GRPOSettings(LoraSettings, PushSettings, InLoopEvalSettings):
     judge_model: str | None = Field(None, description="Add a judge reward from this served model.")
     judge_weight: float = Field(0.0, ge=0, description="Weight of the judge reward (mean rubric score, 0-1).")
     judge_max_tokens: int = Field(256, ge=1, description="Completion cap for each judge verdict.")
+    judge_constrained: bool = Field(True, description="Decode the judge's verdict under its JSON shape (vLLM "
+                                    "structured outputs): an unparseable verdict would be a lost reward.")
     save_every: int = Field(10, ge=1, description="Checkpoint every N steps.")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk.")
     resume: bool = Field(False, description="Continue from the newest checkpoint in OUT (step, optimizer, curves).")

@@ -11,9 +11,7 @@ import pytest
 
 pytest.importorskip("trl")
 
-from evaluators.judge import FIELDS, judge_messages  # noqa: E402
-
-from .conftest import endpoint_args, read_jsonl, run_cli, write_jsonl  # noqa: E402
+from .conftest import endpoint_args, read_jsonl, run_cli  # noqa: E402
 
 pytestmark = pytest.mark.engine
 
@@ -82,23 +80,18 @@ def test_grpo_learns_evaluates_in_the_loop_and_resumes_exactly(gateway, tmp_path
 
 
 def test_grpo_judge_reward_from_a_served_judge(gateway, tmp_path):
-    """A judge adapter taught to answer with a fixed JSON verdict; its score shows as a reward part and
-    enters the total with its weight."""
-    verdict = json.dumps({**{f: 7 for f in FIELDS}, "grade": "C"})
-    rows = [{"messages": [*judge_messages(f"What is {i} + 1?", f"{i + 1}"), {"role": "assistant", "content": verdict}]}
-            for i in range(8)]
-    judge_data = write_jsonl(tmp_path / "judge.jsonl", rows)
+    """The served base as the judge, its verdict decoded under the verdict's shape: every rollout gets
+    a parsed judge score, shown as a reward part and added to the total with its weight."""
     out = tmp_path / "grpo-judge"
     try:
-        run_cli("train", "sft", "--model", gateway.model_dir, "--data", judge_data, "--out", tmp_path / "judge",
-                "--max-steps", 40, "--learning-rate", 1e-2, "--lora-r", 8, "--batch-size", 8, "--max-length", 512,
-                "--report-to", "none", "--push", "judge-test", *endpoint_args(gateway))
-        run_cli(*grpo_args(gateway, out, "grpo-judged", "--steps", 2, "--judge-model", "judge-test",
-                           "--judge-weight", 0.5, "--judge-max-tokens", 96, "--report-to", "none"))
+        run_cli(*grpo_args(gateway, out, "grpo-judged", "--steps", 2, "--judge-model", "tiny",
+                           "--judge-weight", 0.5, "--judge-max-tokens", 128, "--report-to", "none"))
         rows = read_jsonl(out / "metrics.jsonl")
+        assert len(rows) == 2
         for r in rows:
             judge = r["rewards/judge/mean"]
-            assert judge == pytest.approx((7 - 1) / 9, abs=0.05), r  # parsed: the rubric mean mapped to 0-1
+            assert judge is not None and 0.0 <= judge <= 1.0, r  # parsed every time: (mean rubric - 1) / 9
+            assert r["rewards/judge/std"] > 0  # the judge scores the 32 rollouts differently
             assert r["reward_mean"] == pytest.approx(r["rewards/reward/mean"] + 0.5 * judge, rel=1e-4)
     finally:
-        unload(gateway, "judge-test", "grpo-judged")
+        unload(gateway, "grpo-judged")

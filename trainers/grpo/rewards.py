@@ -62,7 +62,8 @@ def scorer_reward(name: str, fn: Callable, log: StepRewards) -> Callable:
     return reward
 
 
-def judge_reward(loop: BackgroundLoop, model: str, log: StepRewards, max_tokens: int = 256) -> Callable:
+def judge_reward(loop: BackgroundLoop, model: str, log: StepRewards, max_tokens: int = 256,
+                 constrained: bool = True) -> Callable:
     """The judge's mean rubric score (1-10) mapped to 0-1; an unreadable verdict scores None."""
     from evaluators.judge import judge_completion
 
@@ -72,7 +73,7 @@ def judge_reward(loop: BackgroundLoop, model: str, log: StepRewards, max_tokens:
         t0 = time.perf_counter()
 
         async def all_verdicts():
-            return await asyncio.gather(*(judge_completion(loop.client, model, p, c, None, max_tokens)
+            return await asyncio.gather(*(judge_completion(loop.client, model, p, c, None, max_tokens, constrained)
                                           for p, c in zip(prompts, completions)))
 
         vals = [judge_value(v) for v in loop.run(all_verdicts())]
@@ -84,8 +85,8 @@ def judge_reward(loop: BackgroundLoop, model: str, log: StepRewards, max_tokens:
 
 
 def reward_functions(task: Task, names_csv: str | None, weights_csv: str | None, judge_model: str | None,
-                     judge_weight: float, loop: BackgroundLoop, judge_max_tokens: int = 256
-                     ) -> tuple[list[Callable], list[float], StepRewards]:
+                     judge_weight: float, loop: BackgroundLoop, judge_max_tokens: int = 256,
+                     judge_constrained: bool = True) -> tuple[list[Callable], list[float], StepRewards]:
     names = [n.strip() for n in (names_csv or task.primary).split(",") if n.strip()]
     unknown = [n for n in names if n not in task.scorers]
     if unknown:
@@ -99,7 +100,7 @@ def reward_functions(task: Task, names_csv: str | None, weights_csv: str | None,
     log = StepRewards(dict(zip(names, weights)))
     funcs = [scorer_reward(n, task.scorers[n], log) for n in names]
     if judge_model and judge_weight > 0:
-        funcs.append(judge_reward(loop, judge_model, log, judge_max_tokens))
+        funcs.append(judge_reward(loop, judge_model, log, judge_max_tokens, judge_constrained))
         weights.append(judge_weight)
         log.weights["judge"] = judge_weight
     return funcs, weights, log

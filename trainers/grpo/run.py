@@ -88,7 +88,8 @@ def build(cfg: GRPOSettings, endpoint: Endpoint, loop: BackgroundLoop):
     samples = load_samples(task, cfg.data)
     params = rollout_params(task, cfg.temperature, cfg.top_p, cfg.max_tokens)
     funcs, weights, rewards_log = reward_functions(task, cfg.rewards, cfg.reward_weights, cfg.judge_model,
-                                                   cfg.judge_weight, loop, cfg.judge_max_tokens)
+                                                   cfg.judge_weight, loop, cfg.judge_max_tokens,
+                                                   cfg.judge_constrained)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     args = grpo_config(cfg, params, weights, world)
     if cfg.cpu_threads and not torch.cuda.is_available():
