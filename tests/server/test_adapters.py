@@ -34,6 +34,24 @@ def adapters(gateway) -> dict[str, dict]:
         return {a["name"]: a for a in admin.get("/v1/adapters").json()["data"]}
 
 
+@pytest.fixture(autouse=True)
+def _leave_adapters_as_found(gateway):
+    """The session server is shared: whatever a test here loads is unloaded after it, so no later
+    test (in any module) depends on what ran before it."""
+    before = set(adapters(gateway))
+    yield
+    for name in set(adapters(gateway)) - before:
+        assert unload(gateway, name).status_code == 200, name
+    assert set(adapters(gateway)) == before
+
+
+@pytest.fixture
+def reference_adapters(gateway):
+    """The session adapters A and B, loaded by the test that compares against them."""
+    for name in ("A", "B"):
+        assert load(gateway, name, gateway.adapters[name]).status_code == 200
+
+
 @pytest.fixture
 def work_adapter(gateway, tmp_path):
     """A user's training output directory, loaded as `work`; unloaded after the test."""
@@ -54,7 +72,7 @@ def test_adapter_outputs_differ_from_base_and_each_other(gateway):
     assert info["base"] == "tiny" and info["version"] >= 1 and info["loaded_at"] > 0
 
 
-def test_reload_same_name_serves_new_weights_next_request(gateway, work_adapter):
+def test_reload_same_name_serves_new_weights_next_request(gateway, reference_adapters, work_adapter):
     client = gateway.openai()
     assert load(gateway, "work", work_adapter).status_code == 200
     first = greedy(client, "work")
@@ -118,7 +136,7 @@ def test_running_request_finishes_on_its_version(gateway, work_adapter):
     assert not shutil.os.path.exists(v1_snapshot)  # v1 dropped once its last request ended
 
 
-def test_concurrent_loads_of_one_name_are_serialized(gateway, work_adapter):
+def test_concurrent_loads_of_one_name_are_serialized(gateway, reference_adapters, work_adapter):
     async def burst():
         async with httpx.AsyncClient(base_url=gateway.url, timeout=120,
                                      headers={"Authorization": f"Bearer {gateway.admin_key}"}) as c:

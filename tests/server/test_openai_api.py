@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import httpx
@@ -23,12 +24,20 @@ def test_models_list_has_base_and_alias(gateway):
     assert "__evalctl_base__" not in models  # the base-traffic adapter is an internal detail
 
 
+# The tiny model's ChatML template (evalctl/tiny.py) applied to MSG, with the generation prompt.
+CHAT_PROMPT = "<|im_start|>user\nHow many apples does Ann have?<|im_end|>\n<|im_start|>assistant\n"
+
+
 def test_chat_completion(gateway):
-    r = gateway.openai().chat.completions.create(model="tiny", messages=MSG, max_tokens=8, temperature=0)
+    client = gateway.openai()
+    r = client.chat.completions.create(model="tiny", messages=MSG, max_tokens=8, temperature=0)
     assert r.object == "chat.completion"
     assert r.model == "tiny"  # not the engine-side name
-    assert r.choices[0].message.role == "assistant"
-    assert r.usage.completion_tokens == 8
+    assert len(r.choices) == 1 and r.choices[0].index == 0 and r.choices[0].message.role == "assistant"
+    assert r.usage.completion_tokens == 8 and r.choices[0].finish_reason == "length"
+    # the reply is the model's greedy continuation of the templated conversation
+    assert r.choices[0].message.content == greedy(client, "tiny", prompt=CHAT_PROMPT, max_tokens=8)
+    assert r.choices[0].message.content.strip()
 
 
 def test_completion_and_alias_route_to_same_engine(gateway):
@@ -39,8 +48,14 @@ def test_completion_and_alias_route_to_same_engine(gateway):
 
 
 def test_n_returns_n_choices(gateway):
-    r = gateway.openai().chat.completions.create(model="tiny", messages=MSG, max_tokens=6, n=2, temperature=1.0)
+    r = gateway.openai().chat.completions.create(model="tiny", messages=MSG, max_tokens=6, n=2, temperature=1.0,
+                                                 seed=5)
     assert sorted(c.index for c in r.choices) == [0, 1]
+    texts = [c.message.content for c in r.choices]
+    assert all(t.strip() for t in texts) and texts[0] != texts[1]  # two samples, not one sent twice
+    assert r.usage.completion_tokens <= 12
+    if all(c.finish_reason == "length" for c in r.choices):
+        assert r.usage.completion_tokens == 12  # usage counts both choices
 
 
 def test_seed_reproducible(gateway):
@@ -65,9 +80,14 @@ def test_vllm_sampling_fields_pass_through(gateway):
 
 def test_logprobs_pass_through(gateway):
     r = gateway.openai().chat.completions.create(model="tiny", messages=MSG, max_tokens=4, logprobs=True,
-                                                 top_logprobs=2)
+                                                 top_logprobs=2, temperature=0)
     content = r.choices[0].logprobs.content
     assert len(content) == 4 and all(len(t.top_logprobs) == 2 for t in content)
+    for t in content:
+        first, second = t.top_logprobs
+        assert (t.token, t.logprob) == (first.token, first.logprob)  # greedy: the chosen token is the top one
+        assert 0 >= first.logprob >= second.logprob and first.token != second.token
+        assert math.exp(first.logprob) + math.exp(second.logprob) <= 1 + 1e-6
 
 
 def test_structured_output_choice(gateway):
