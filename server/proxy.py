@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import BadRequest, EngineUnavailable, describe_validation_error, InvalidJSON, PayloadTooLarge, UpstreamError
 from .engine import Replica
+from .extensions import SamplingExtensions, check as check_extensions
 from .routing import Target
 
 _USAGE = re.compile(rb'"(prompt|completion)_tokens":\s*(\d+)')
@@ -34,8 +35,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(body: bytes, schema: type[BaseModel]) -> dict:
-    """The JSON body as a dict, checked against `schema` (which allows extra fields)."""
+def parse_request(body: bytes, schema: type[BaseModel], extensions: type[SamplingExtensions] | None = None) -> dict:
+    """The JSON body as a dict, checked against `schema` (which allows extra fields) and the
+    vLLM `extensions` the engine would otherwise fail on."""
     if not body.strip():
         raise InvalidJSON("request body is empty; expected a JSON object")
     try:
@@ -49,6 +51,8 @@ def parse_request(body: bytes, schema: type[BaseModel]) -> dict:
     except ValidationError as e:
         message, param = describe_validation_error(e.errors())
         raise BadRequest(message, param=param, code="invalid_value") from None
+    if extensions is not None:
+        check_extensions(payload, extensions)
     return payload
 
 
@@ -65,10 +69,11 @@ class _Renamer:
         return data
 
 
-async def forward(request: Request, path: str, schema: type[BaseModel]) -> Response:
+async def forward(request: Request, path: str, schema: type[BaseModel],
+                  extensions: type[SamplingExtensions] | None = None) -> Response:
     state = request.app.state
     body = await read_body(request, state.settings.max_body_bytes)
-    payload = parse_request(body, schema)
+    payload = parse_request(body, schema, extensions)
     target = state.router.resolve(payload["model"])
     try:
         return await _send(request, path, payload, target)

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Depends, Request
 
 from ..auth import require_user
+from ..extensions import ChatExtensions, CompletionExtensions
 from ..protocol import ChatCompletionRequest, CompletionRequest
 from ..proxy import forward
 
@@ -11,9 +12,9 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require_user)])
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request):
-    return await forward(request, "/v1/chat/completions", ChatCompletionRequest)
+    return await forward(request, "/v1/chat/completions", ChatCompletionRequest, ChatExtensions)
 
 
 @router.post("/completions")
 async def completions(request: Request):
-    return await forward(request, "/v1/completions", CompletionRequest)
+    return await forward(request, "/v1/completions", CompletionRequest, CompletionExtensions)
