@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -155,6 +156,9 @@ class EngineProcess:
 # through SYNCING, where it receives the current adapter set, before it is UP again.
 STARTING, SYNCING, UP, DOWN = "starting", "syncing", "up", "down"
 _AFFINITY_KEEP = 64  # engine-side model names remembered per replica for adapter affinity
+# Requests in a row that failed on a fresh connection before one is evidence enough to eject
+# (a refused connection is evidence at once). The last live replica is left to the health check.
+REQUEST_STRIKES = 2
 
 
 @dataclass
@@ -173,6 +177,8 @@ class Replica:
     restarts: int = 0
     served: int = 0
     health_strikes: int = 0  # failed health checks in a row
+    request_strikes: int = 0  # requests in a row that failed on a fresh connection
+    fresh: httpx.AsyncClient | None = None  # no connection reuse: the retry after a stale pooled one
 
     def alive(self) -> bool:
         return self.state == UP and (self.process is None or self.process.alive())
@@ -183,7 +189,18 @@ class Replica:
         if self.state == UP:
             log.warning("replica %s ejected: %s", self.label or self.url, reason)
         self.state, self.reason = DOWN, reason
+        self.request_strikes = 0
         self.loaded.clear()
+
+    def fresh_client(self) -> httpx.AsyncClient:
+        if self.fresh is None:
+            self.fresh = make_client(self.url, self.client.timeout, fresh=True)
+        return self.fresh
+
+    async def aclose(self) -> None:
+        for client in (self.client, self.fresh):
+            if client is not None:
+                await client.aclose()
 
     def note_served(self, engine_model: str) -> None:
         self.served += 1
@@ -232,12 +249,45 @@ class EngineGroup:
                 best, best_key = r, key
         return best
 
+    def request_failed(self, replica: Replica, reason: str, refused: bool = False) -> None:
+        """A request failed on a fresh connection (or mid-stream): eject on evidence, but never the
+        last live replica. Ejecting that one turns a blip into a 503 for every request until the
+        health check readmits it; the health check (which ejects a dead engine at once) decides."""
+        replica.request_strikes += 1
+        if not refused and replica.request_strikes < REQUEST_STRIKES:
+            log.info("replica %s: request failed (%s); ejected if the next one fails too", replica.label or replica.url,
+                     reason)
+        elif any(r.alive() for r in self.replicas if r is not replica):
+            replica.mark_down(f"request failed: {reason}")
+        else:
+            log.warning("replica %s: request failed (%s); kept, as the last live replica of %s",
+                        replica.label or replica.url, reason, self.name)
 
-def make_client(url: str, timeout: float) -> httpx.AsyncClient:
+
+# Idle pooled connections are dropped after this long. vLLM's uvicorn closes them after
+# VLLM_HTTP_TIMEOUT_KEEP_ALIVE (5 s); at equal timeouts the pool hands out connections the
+# engine is closing at that moment (aiohttp reuses the oldest idle one first).
+KEEPALIVE_EXPIRY = 2.0
+
+
+def make_client(url: str, timeout: float | httpx.Timeout, fresh: bool = False) -> httpx.AsyncClient:
     """One pooled httpx client per upstream, on aiohttp's transport: httpcore's pool scans
     every idle connection on each request, and the gateway spent 3.3 ms CPU per proxied
-    request with it against 1.4 ms with aiohttp (benchmarks/gateway_overhead.py's notes)."""
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
+    request with it against 1.4 ms with aiohttp (benchmarks/gateway_overhead.py's notes).
+    `fresh`: a new connection for every request, closed after it."""
+    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=KEEPALIVE_EXPIRY)
+    if fresh:
+        transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True, limit=limits.max_connections)))
+    else:
+        transport = AiohttpTransport(limits=limits)
     # No total read timeout beyond `timeout`: streams are long-lived.
-    return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(timeout, connect=5.0), limits=limits,
-                             transport=AiohttpTransport(limits=limits))
+    if not isinstance(timeout, httpx.Timeout):
+        timeout = httpx.Timeout(timeout, connect=5.0)
+    return httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits, transport=transport)
+
+
+def refused(exc: BaseException) -> bool:
+    """Nothing accepted the connection. httpx-aiohttp reports that, a reset connection and a
+    pooled connection the server already closed all as ConnectTimeout; aiohttp's error tells."""
+    return isinstance(exc, httpx.ConnectError) or isinstance(exc.__cause__, aiohttp.ClientConnectorError)

@@ -18,7 +18,7 @@ import httpx
 
 from . import cpu_memory
 from .adapters import AdapterManager
-from .engine import DOWN, STARTING, UP, EngineGroup, EngineProcess, Replica, make_client
+from .engine import DOWN, STARTING, UP, EngineGroup, EngineProcess, Replica, make_client, refused
 from .errors import EngineStartError
 from .settings import EngineConfig, ServeSettings
 
@@ -147,7 +147,7 @@ class Runtime:
         await asyncio.gather(*(self._check(g, r) for g in self.groups.values() for r in g.replicas))
         for r in [r for r in self._removed if r.outstanding == 0]:
             self._removed.remove(r)
-            await r.client.aclose()
+            await r.aclose()
 
     async def _check(self, g: EngineGroup, r: Replica) -> None:
         if id(r) in self._restarting:
@@ -231,7 +231,7 @@ class Runtime:
             if g.config.managed and not g.config.local:
                 await self.adapters.detach(g)
             for r in g.replicas:
-                await r.client.aclose()
+                await r.aclose()
         await asyncio.gather(*[asyncio.to_thread(r.process.stop) for g in self.groups.values()
                                for r in g.replicas if r.process is not None])
         if self._own_store:
@@ -267,9 +267,9 @@ async def _probe(r: Replica) -> HealthFailure | None:
     """None when /health answers 200, else why not."""
     try:
         resp = await r.client.get("/health", timeout=HEALTH_TIMEOUT)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as e:  # the aiohttp transport maps a refusal to the latter
-        return HealthFailure(f"cannot connect ({e})"[:200], refused=True)
     except httpx.HTTPError as e:
+        if refused(e):
+            return HealthFailure(f"cannot connect ({e})"[:200], refused=True)
         return HealthFailure(type(e).__name__)
     return None if resp.status_code == 200 else HealthFailure(f"HTTP {resp.status_code}")
 

@@ -3,6 +3,7 @@ streaming pass-through, and the bookkeeping every request needs on the way out."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -14,8 +15,8 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from .engine import EngineGroup, Replica, refused
 from .errors import BadRequest, EngineUnavailable, describe_validation_error, InvalidJSON, PayloadTooLarge, UpstreamError
-from .engine import Replica
 from .extensions import SamplingExtensions, check as check_extensions
 from .routing import Target
 
@@ -87,7 +88,12 @@ _NO_RETRY = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
 
 
 class _Dropped(Exception):
-    """The replica failed before any byte reached the client, so another may take the request."""
+    """The replica failed on a new connection before any byte reached the client, so another
+    may take the request."""
+
+    def __init__(self, message: str, refused: bool):
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass
@@ -97,27 +103,48 @@ class _Reply:
     rest: AsyncIterator[bytes] | None = None
 
 
-async def _attempt(replica: Replica, group: str, path: str, content: bytes, stream: bool) -> _Reply:
-    """Send to one replica and read up to the point of no return: the whole body, or the
+def _why(e: httpx.TransportError) -> str:
+    return type(e.__cause__ or e).__name__  # aiohttp's own error: httpx-aiohttp calls most ConnectTimeout
+
+
+async def _exchange(client: httpx.AsyncClient, path: str, content: bytes, stream: bool) -> _Reply:
+    """Send on `client` and read up to the point of no return: the whole body, or the
     first chunk of a stream (until then nothing has been sent to the client)."""
-    upstream = replica.client.build_request("POST", path, content=content, headers={"content-type": "application/json"})
+    upstream = client.build_request("POST", path, content=content, headers={"content-type": "application/json"})
     resp, keep = None, False
     try:
-        resp = await replica.client.send(upstream, stream=True)
+        resp = await client.send(upstream, stream=True)
         if stream and resp.status_code == 200:
             rest = resp.aiter_raw()
             reply = _Reply(resp, await anext(rest, b""), rest)
             keep = True  # the stream is handed on open
             return reply
         return _Reply(resp, await resp.aread())
-    except _NO_RETRY as e:
-        raise EngineUnavailable(f"engine {group!r} at {replica.url} timed out: {type(e).__name__}") from None
-    except httpx.TransportError as e:
-        replica.mark_down(f"request failed: {type(e).__name__}")
-        raise _Dropped(f"engine {group!r} at {replica.url} is unavailable: {type(e).__name__}") from None
     finally:
         if resp is not None and not keep:
             await resp.aclose()
+
+
+async def _attempt(replica: Replica, group: str, path: str, content: bytes, stream: bool, metrics) -> _Reply:
+    """One request to one replica: on a pooled connection, then once more on a new one."""
+    try:
+        try:
+            return await _exchange(replica.client, path, content, stream)
+        except _NO_RETRY:
+            raise
+        except httpx.TransportError as e:
+            if refused(e) or isinstance(e.__cause__, asyncio.TimeoutError):
+                raise  # that was a new connection already
+            # A pooled connection the engine closed a moment ago (uvicorn drops the connection
+            # after a request that crashed vLLM, and idle ones at its keep-alive timeout) fails at
+            # the first write; aiohttp retries only idempotent methods. That says nothing about the
+            # replica: only a failure on a new connection counts against it.
+            metrics.retry(group, "stale_connection")
+        return await _exchange(replica.fresh_client(), path, content, stream)
+    except _NO_RETRY as e:
+        raise EngineUnavailable(f"engine {group!r} at {replica.url} timed out: {type(e).__name__}") from None
+    except httpx.TransportError as e:
+        raise _Dropped(f"engine {group!r} at {replica.url} is unavailable: {_why(e)}", refused(e)) from None
 
 
 async def _send(request: Request, path: str, payload: dict, target: Target) -> Response:
@@ -136,9 +163,10 @@ async def _send(request: Request, path: str, payload: dict, target: Target) -> R
         replica.outstanding += 1
         replica.note_served(target.engine_model)
         try:
-            reply = await _attempt(replica, group.name, path, content, stream)
+            reply = await _attempt(replica, group.name, path, content, stream, state.metrics)
         except _Dropped as e:
             replica.outstanding -= 1
+            group.request_failed(replica, str(e), e.refused)
             if failed is not None or group.pick(target.engine_model, exclude=replica) is None:
                 state.metrics.error(target.public, "engine_unavailable")
                 raise EngineUnavailable(str(e)) from None
@@ -150,6 +178,8 @@ async def _send(request: Request, path: str, payload: dict, target: Target) -> R
             if isinstance(e, EngineUnavailable):
                 state.metrics.error(target.public, "engine_timeout")
             raise
+        # It answered: an engine error is this request's, not a sign the replica is down.
+        replica.request_strikes = 0
         if reply.resp.status_code >= 500 and failed is None \
                 and group.pick(target.engine_model, exclude=replica) is not None:
             replica.outstanding -= 1
@@ -173,8 +203,8 @@ def _respond(state, path: str, target: Target, replica: Replica, reply: _Reply, 
         state.metrics.replica_requests.labels(target.group.name, replica.label or replica.url).inc()
 
     if reply.rest is not None:
-        return StreamingResponse(_stream(resp, reply, rename, replica, finish), media_type="text/event-stream",
-                                 headers=headers)
+        return StreamingResponse(_stream(resp, reply, rename, target.group, replica, finish),
+                                 media_type="text/event-stream", headers=headers)
     if resp.status_code >= 400 and not _is_openai_error(content):
         finish(resp.status_code)
         raise UpstreamError(f"engine {target.group.name!r} answered {resp.status_code}: {content[:300]!r}",
@@ -190,7 +220,7 @@ async def _chunks(reply: _Reply) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _stream(resp: httpx.Response, reply: _Reply, rename: _Renamer, replica: Replica,
+async def _stream(resp: httpx.Response, reply: _Reply, rename: _Renamer, group: EngineGroup, replica: Replica,
                   finish) -> AsyncIterator[bytes]:
     """Pass SSE through event by event. Only renaming needs whole events; nothing is held longer."""
     buf, usage, status = b"", b"", 200
@@ -213,7 +243,7 @@ async def _stream(resp: httpx.Response, reply: _Reply, rename: _Renamer, replica
         status = 504
     except httpx.TransportError as e:
         status = 503  # the engine died mid-stream: the client sees a truncated stream
-        replica.mark_down(f"stream dropped: {type(e).__name__}")
+        group.request_failed(replica, f"stream dropped: {_why(e)}")
     finally:
         await resp.aclose()
         finish(status, usage)
