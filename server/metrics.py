@@ -22,6 +22,8 @@ class Metrics:
                                         ["engine", "replica"], registry=self.registry)
         self.errors = Counter("evalctl_errors", "Requests answered with an error", ["model", "type"],
                               registry=self.registry)
+        self.disconnects = Counter("evalctl_client_disconnects", "Requests whose client left before the answer "
+                                   "was complete (the engine is told to stop)", ["endpoint"], registry=self.registry)
 
     def observe(self, model: str, endpoint: str, status: int, seconds: float,
                 usage: list[tuple[bytes, bytes]] = ()) -> None:
@@ -37,6 +39,9 @@ class Metrics:
 
     def error(self, model: str, type_: str) -> None:
         self.errors.labels(model, type_).inc()
+
+    def client_gone(self, endpoint: str) -> None:
+        self.disconnects.labels(endpoint).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

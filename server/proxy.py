@@ -7,13 +7,14 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from .engine import EngineGroup, Replica, refused
 from .errors import BadRequest, EngineUnavailable, describe_validation_error, InvalidJSON, PayloadTooLarge, UpstreamError
@@ -147,6 +148,31 @@ async def _attempt(replica: Replica, group: str, path: str, content: bytes, stre
         raise _Dropped(f"engine {group!r} at {replica.url} is unavailable: {_why(e)}", refused(e)) from None
 
 
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[_Reply]) -> _Reply:
+    """`work`, cancelled if the client hangs up first. Cancelling closes the engine connection,
+    and vLLM aborts a request whose connection closed instead of generating for nobody."""
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait((task,))
+    if not task.cancelled() and task.exception() is None:  # it finished anyway: a stream left open
+        await task.result().resp.aclose()
+    raise ClientDisconnect()
+
+
 async def _send(request: Request, path: str, payload: dict, target: Target) -> Response:
     state = request.app.state
     group = target.group
@@ -163,7 +189,8 @@ async def _send(request: Request, path: str, payload: dict, target: Target) -> R
         replica.outstanding += 1
         replica.note_served(target.engine_model)
         try:
-            reply = await _attempt(replica, group.name, path, content, stream, state.metrics)
+            reply = await _unless_disconnected(
+                request, _attempt(replica, group.name, path, content, stream, state.metrics))
         except _Dropped as e:
             replica.outstanding -= 1
             group.request_failed(replica, str(e), e.refused)
@@ -201,6 +228,8 @@ def _respond(state, path: str, target: Target, replica: Replica, reply: _Reply, 
         state.router.release(target)
         state.metrics.observe(target.public, path, status, time.perf_counter() - t0, _USAGE.findall(usage))
         state.metrics.replica_requests.labels(target.group.name, replica.label or replica.url).inc()
+        if status == 499:
+            state.metrics.client_gone(path)
 
     if reply.rest is not None:
         return StreamingResponse(_stream(resp, reply, rename, target.group, replica, finish),
@@ -244,6 +273,9 @@ async def _stream(resp: httpx.Response, reply: _Reply, rename: _Renamer, group: 
     except httpx.TransportError as e:
         status = 503  # the engine died mid-stream: the client sees a truncated stream
         group.request_failed(replica, f"stream dropped: {_why(e)}")
+    except (asyncio.CancelledError, GeneratorExit):
+        status = 499  # the client left; closing the engine's stream below makes vLLM abort it
+        raise
     finally:
         await resp.aclose()
         finish(status, usage)

@@ -1,0 +1,147 @@
+"""The gateway under load and under clients that leave, against the session's real engine.
+
+Load alternates with rounds sent straight to the engine, so the gateway's pooled connections sit
+idle for as long as the engine's keep-alive: one reused just as the engine closed it used to
+eject the only replica (503 for every request until the health check readmitted it). A client
+that leaves mid-request is counted, not logged as a traceback, and its generation is aborted."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import re
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.server.test_resilience import engine_url
+
+ROUNDS, N, CONCURRENCY = 3, 96, 16
+KEEP_ALIVE = float(os.environ.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", 5))  # vLLM's uvicorn keep-alive
+LONG = {"model": "tiny", "prompt": "Ann has", "max_tokens": 480, "ignore_eos": True, "temperature": 0}
+
+
+async def one_round(client: httpx.AsyncClient, url: str, headers: dict) -> collections.Counter:
+    sem, codes = asyncio.Semaphore(CONCURRENCY), collections.Counter()
+
+    async def one(i: int) -> None:
+        async with sem:
+            body = {"model": "tiny", "prompt": f"Ann has {i} apples", "max_tokens": 8}
+            try:
+                codes[(await client.post(f"{url}/v1/completions", json=body, headers=headers)).status_code] += 1
+            except httpx.HTTPError as e:
+                codes[type(e).__name__] += 1
+
+    await asyncio.gather(*(one(i) for i in range(N)))
+    return codes
+
+
+@pytest.mark.engine
+def test_alternating_load_gets_no_errors_and_ejects_nothing(gateway):
+    engine, auth = engine_url(gateway), {"Authorization": f"Bearer {gateway.api_key}"}
+
+    async def run():
+        seen = []
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=64)) as c:
+            for k in range(ROUNDS):
+                seen.append(await one_round(c, gateway.url, auth))
+                ended = time.monotonic()
+                direct = await one_round(c, engine, {})
+                assert direct == {200: N}, direct
+                # Idle the gateway's connections to just around the engine's keep-alive, where a
+                # connection is handed out while the engine closes it.
+                await asyncio.sleep(max(0.0, KEEP_ALIVE - 0.1 + 0.1 * k - (time.monotonic() - ended)))
+            seen.append(await one_round(c, gateway.url, auth))
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen == [{200: N}] * (ROUNDS + 1)
+    with gateway.admin() as c:
+        assert all(e["state"] == "up" for e in c.get("/v1/engines").json()["data"])
+
+
+def generated(engine: str) -> float:
+    text = httpx.get(f"{engine}/metrics", timeout=10).text
+    return float(re.search(r"^vllm:generation_tokens_total\{[^}]*\} ([0-9.e+]+)$", text, re.M).group(1))
+
+
+async def settled(engine: str, since: float) -> float:
+    """Tokens generated since `since`, once the count stops moving."""
+    last = -1.0
+    for _ in range(60):
+        now = await asyncio.to_thread(generated, engine)
+        if now == last:
+            return now - since
+        last = now
+        await asyncio.sleep(0.5)
+    raise AssertionError("the engine kept generating for 30 s")
+
+
+async def leave_once_generating(engine: str, request) -> float:
+    """Start `request`, drop it once the engine has generated a few tokens for it; return the
+    tokens generated for it in all (nothing else runs on the engine meanwhile)."""
+    before = generated(engine)
+    task = asyncio.ensure_future(request)
+    while await asyncio.to_thread(generated, engine) - before < 10:
+        assert not task.done(), "the request finished before it could be cancelled"
+        await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return await settled(engine, before)
+
+
+def disconnects(gateway) -> float:
+    text = httpx.get(f"{gateway.url}/metrics").text
+    return sum(float(v) for v in re.findall(r"^evalctl_client_disconnects_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
+def test_client_that_leaves_frees_the_engine(gateway, stream):
+    engine, auth = engine_url(gateway), {"Authorization": f"Bearer {gateway.api_key}"}
+    log_from, gone_before = gateway.process.log_path.stat().st_size, disconnects(gateway)
+
+    async def run():
+        async with httpx.AsyncClient(base_url=gateway.url, headers=auth, timeout=120) as c:
+            async def request():
+                if not stream:
+                    return await c.post("/v1/completions", json=LONG)
+                async with c.stream("POST", "/v1/completions", json={**LONG, "stream": True}) as r:
+                    async for _ in r.aiter_lines():
+                        pass
+
+            tokens = await leave_once_generating(engine, request())
+            t0 = time.monotonic()
+            after = await c.post("/v1/completions", json={**LONG, "max_tokens": 4})
+            return tokens, after, time.monotonic() - t0
+
+    tokens, after, seconds = asyncio.run(run())
+    assert tokens < LONG["max_tokens"] / 2, f"{tokens:.0f} tokens: the engine went on for a client that left"
+    assert after.status_code == 200 and seconds < 10  # not queued behind the abandoned generation
+    assert disconnects(gateway) == gone_before + 1
+    with open(gateway.process.log_path, errors="replace") as f:
+        f.seek(log_from)
+        log = f.read()
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
+
+
+@pytest.mark.engine
+def test_client_that_leaves_while_sending_its_body_is_counted_quietly(gateway):
+    log_from, gone_before = gateway.process.log_path.stat().st_size, disconnects(gateway)
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  b"authorization: Bearer " + gateway.api_key.encode() + b"\r\ncontent-length: 1000\r\n\r\n{\"mod")
+        time.sleep(0.3)  # the gateway is reading the body by now
+    deadline = time.monotonic() + 10
+    while disconnects(gateway) == gone_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert disconnects(gateway) == gone_before + 1
+    with open(gateway.process.log_path, errors="replace") as f:
+        f.seek(log_from)
+        log = f.read()
+    assert "Traceback" not in log and "ClientDisconnect" not in log, log[-3000:]
+    assert httpx.get(f"{gateway.url}/health").json()["status"] == "ok"
