@@ -70,7 +70,9 @@ def repair_tail(path: Path) -> int:
 
 
 def completed_ids(records: list[dict]) -> set[str]:
-    return {str(r["id"]) for r in records if "id" in r}
+    """Samples a resumed run skips: those with a result. A sample whose request failed (engine
+    down, timeout) is tried again: a rerun after an outage used to keep every failure."""
+    return {str(r["id"]) for r in records if "id" in r and not r.get("error")}
 
 
 class ResultsWriter:
@@ -100,14 +102,14 @@ class ResultsWriter:
 
 
 def dedupe(records: list[dict]) -> list[dict]:
-    """One record per id (the first), so a summary never counts a sample twice."""
-    seen, out = set(), []
+    """One record per id, so a summary never counts a sample twice: its first result, or its first
+    failure when no retry succeeded (a resume retries failed samples)."""
+    chosen: dict[str, dict] = {}
     for r in records:
         key = str(r.get("id"))
-        if key not in seen:
-            seen.add(key)
-            out.append(r)
-    return out
+        if key not in chosen or (chosen[key].get("error") and not r.get("error")):
+            chosen[key] = r
+    return list(chosen.values())
 
 
 def check_resumable(cfg_path: Path, spec: dict, keys, error: type[Exception] = ResultsError) -> None:

@@ -75,6 +75,14 @@ def test_dedupe_keeps_first():
     assert dedupe([{"id": 1, "v": 1}, {"id": "1", "v": 2}, {"id": 2}]) == [{"id": 1, "v": 1}, {"id": 2}]
 
 
+def test_a_resume_retries_failed_samples_and_keeps_their_retry():
+    records = [{"id": "a", "error": None, "v": 1}, {"id": "b", "error": "InternalServerError(503): down"},
+               {"id": "c", "error": "timeout"}, {"id": "b", "error": None, "v": 2}]
+    assert completed_ids(records) == {"a", "b"}  # c failed and was not retried yet: it runs again
+    assert dedupe(records) == [{"id": "a", "error": None, "v": 1}, {"id": "b", "error": None, "v": 2},
+                               {"id": "c", "error": "timeout"}]
+
+
 def test_mean_stderr_known_values():
     assert mean_stderr([]) == (None, None)
     assert mean_stderr([None, None]) == (None, None)
