@@ -1,11 +1,9 @@
-"""GPU check of QLoRA: one SFT step (TRL SFTTrainer through trainers.sft) and one GRPO
-policy-gradient step (trainers.grpo) on a 4-bit nf4 base, with step times and peak GPU memory;
-the same in bf16 LoRA for comparison.
+"""GPU check of QLoRA: SFT steps (TRL SFTTrainer through trainers.sft) and GRPO steps (TRL's
+GRPOTrainer with the GRPOConfig `evalctl train grpo` builds) on a 4-bit nf4 base, with step times
+and peak GPU memory; the same in bf16 LoRA for comparison.
 
-There is no vLLM on the GPU machine, so the GRPO rollouts are generated locally with
-`model.generate` instead of through the endpoint; everything after the rollouts (rewards,
-group advantages, clipped loss with KL to the adapter-disabled reference, optimizer step)
-is the code `evalctl train grpo` runs.
+There is no vLLM on the GPU machine, so the GRPO rollouts come from TRL's in-process
+`generate` instead of the endpoint; the update after them is the one `evalctl train grpo` runs.
 
     python benchmarks/gpu_qlora_check.py [--model-dir DIR | --hidden 1024 --layers 8] [--steps 3]
 """
@@ -77,38 +75,31 @@ def sft_check(model_dir: Path, out: Path, four_bit: bool, steps: int, batch: int
 
 def grpo_check(model_dir: Path, out: Path, four_bit: bool, steps: int, prompts: int, group: int,
                max_tokens: int) -> dict:
+    """TRL's GRPOTrainer with evalctl's settings mapping (trainers.grpo.run.grpo_config), rollouts
+    from its in-process `generate` (no vLLM here); step times come from TRL's own log."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
     from trainers.config import GRPOSettings
-    from trainers.grpo.advantage import group_advantages
-    from trainers.grpo.loss import UpdateConfig, update_policy
-    from trainers.grpo.rollout import local_rollouts, rollout_params, step_samples, token_batch
+    from trainers.grpo.rollout import rollout_params
+    from trainers.grpo.run import grpo_config
     from trainers.modeling import load_policy
     from trainers.tasks import TOY_TASKS, target_fraction_reward
 
-    cfg = GRPOSettings(model=str(model_dir), task="toy-fraction", out=out, load_in_4bit=four_bit,
-                       learning_rate=1e-3, report_to="none")
+    cfg = GRPOSettings(model=str(model_dir), task="toy-fraction", out=out, load_in_4bit=four_bit, steps=steps,
+                       prompts_per_step=prompts, num_generations=group, learning_rate=1e-3, report_to="none",
+                       save_every=10_000)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model, tok = load_policy(model_dir, cfg)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     task = TOY_TASKS["toy-fraction"]
-    params = rollout_params(task, 1.0, 1.0, max_tokens)
-    samples = task.load(None)
-    rows = []
-    for step in range(steps):
-        batch = step_samples(samples, step, prompts, 0)
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        model.eval()
-        ro = local_rollouts(model, tok, batch, group, params)
-        torch.cuda.synchronize()
-        t1 = time.perf_counter()
-        rewards = torch.tensor([target_fraction_reward(t, target=[s["target"]] * len(t))
-                                for s, t in zip(batch, ro.texts)])
-        stats = update_policy(model, optimizer, token_batch(tok, ro, params),
-                              group_advantages(rewards).flatten(), UpdateConfig(max_tokens=max_tokens))
-        torch.cuda.synchronize()
-        rows.append({"gen_s": t1 - t0, "train_s": time.perf_counter() - t1, "reward": rewards.mean().item(),
-                     "tokens": ro.completion_tokens, **stats})
+    args = grpo_config(cfg, rollout_params(task, 1.0, 1.0, max_tokens), [1.0], 1)
+    trainer = GRPOTrainer(model=model, reward_funcs=[target_fraction_reward], args=args, processing_class=tok,
+                          train_dataset=Dataset.from_list(task.load(None)))
+    trainer.train()
+    rows = [{"step_s": h.get("step_time"), "reward": h["reward"], "kl": h.get("kl", 0.0), "loss": h["loss"],
+             "grad_norm": h.get("grad_norm", 0.0), "tokens": h.get("completions/mean_length", 0) * prompts * group}
+            for h in trainer.state.log_history if "reward" in h]
     return {"steps": rows, "peak_gib": torch.cuda.max_memory_allocated() / GiB}
 
 
@@ -117,9 +108,8 @@ def print_results(label: str, sft: dict, grpo: dict) -> None:
     print(f"[{label}] SFT  step times (s): {st} | peak GPU memory {sft['peak_gib']:.2f} GiB | "
           f"Linear4bit modules {sft['linear4bit']} | loss {sft['loss'][0]:.3f} -> {sft['loss'][1]:.3f}")
     for i, r in enumerate(grpo["steps"]):
-        print(f"[{label}] GRPO step {i}: rollouts (local model.generate, {r['tokens']} tokens) {r['gen_s']:.3f}s, "
-              f"policy-gradient update {r['train_s']:.3f}s | reward {r['reward']:.3f} kl {r['kl']:.4f} "
-              f"loss {r['loss']:.4f} grad_norm {r['grad_norm']:.3f}")
+        print(f"[{label}] GRPO step {i}: {r['step_s']:.3f}s (TRL, in-process generate, ~{r['tokens']:.0f} tokens) "
+              f"| reward {r['reward']:.3f} kl {r['kl']:.4f} loss {r['loss']:.4f} grad_norm {r['grad_norm']:.3f}")
     print(f"[{label}] GRPO peak GPU memory {grpo['peak_gib']:.2f} GiB")
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .results import RESULTS, SUMMARY, ResultsError, dedupe, paired_bootstrap, read_jsonl, write_json
+from .results import (RESULTS, SUMMARY, ResultsError, dedupe, paired_bootstrap, paired_bootstrap_greater,
+                      read_jsonl, write_json)
 
 
 class CompareError(ValueError):
@@ -89,6 +90,18 @@ def compare_runs(dirs: list[Path], metrics: list[str] | None = None, *, resample
         rows.append({"label": label, "dir": str(run["dir"]), "task": run["summary"].get("task"),
                      "model": run["summary"].get("model"), "metrics": cells})
     return {"baseline": rows[0]["label"], "metrics": names, "resamples": resamples, "seed": seed, "runs": rows}
+
+
+def improvement(before: Path, after: Path, metric: str, *, resamples: int = 10_000, seed: int = 0) -> dict:
+    """`after` against `before` on one metric over their shared samples: mean difference and the
+    one-sided paired-bootstrap p for "after is better"."""
+    a_run, b_run = load_run(before), load_run(after)
+    field = a_run["summary"].get("metrics", {}).get(metric, {}).get("field", metric)
+    b_field = b_run["summary"].get("metrics", {}).get(metric, {}).get("field", metric)
+    a, b = _paired(a_run, b_run, b_field, field)
+    return {"before": a_run["summary"].get("model"), "after": b_run["summary"].get("model"), "metric": metric,
+            "n_pairs": len(a), "delta": (sum(b) - sum(a)) / len(a) if a else None,
+            "p_one_sided": paired_bootstrap_greater(a, b, resamples=resamples, seed=seed)}
 
 
 def _fmt(cell: dict | None) -> str:

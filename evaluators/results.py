@@ -207,6 +207,17 @@ def paired_bootstrap(a, b, *, resamples: int = 10_000, seed: int = 0) -> float |
     return float((extreme + 1) / (resamples + 1))
 
 
+def paired_bootstrap_greater(a, b, *, resamples: int = 10_000, seed: int = 0) -> float | None:
+    """One-sided p-value for mean(b) > mean(a) on paired samples: the share of resampled mean
+    differences at or below zero (+1 correction). "Did this training stage help", not "did it change"."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if d.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    return float((np.count_nonzero(means <= 1e-12) + 1) / (resamples + 1))
+
+
 # -- summary ------------------------------------------------------------------------
 def _metric_names(records: list[dict], names: dict[str, str]) -> dict[str, str]:
     """per-sample score field -> summary name, in the task's order, then any others seen."""

@@ -49,6 +49,13 @@ def test_demo_fast_runs_every_stage(tmp_path):
                  "runs/sft-train/adapter/adapter_config.json", "runs/grpo-train/adapter/adapter_config.json",
                  "runs/grpo-train/metrics.jsonl"):
         assert (workdir / path).is_file(), path
+    rows = [json.loads(line) for line in (workdir / "runs/grpo-train/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, summary["size"]["grpo_steps"] + 1))
+    versions = [r["adapter_version"] for r in rows]
+    assert versions == list(range(versions[0], versions[0] + len(rows)))  # a fresh policy version per step
+    assert all(0.0 <= r["reward_mean"] <= 1.0 and r["time_generation"] > 0 for r in rows)
+    assert [(s["before"], s["after"]) for s in summary["stages"]] == [("base", "sft"), ("sft", "grpo")]
+    assert all(0 < s["p_one_sided"] <= 1 and s["n_pairs"] == summary["size"]["n_test"] for s in summary["stages"])
     fmt = {k: v["format_rate"]["mean"] for k, v in summary["metrics"].items()}
     assert fmt["sft"] > fmt["base"] + 0.5, fmt  # SFT teaches the r1_zero format the base never saw
-    assert "format_rate" in proc.stdout and "grpo" in proc.stdout
+    assert "format_rate" in proc.stdout and "vs sft" in proc.stdout and "one-sided paired bootstrap" in proc.stdout
