@@ -208,3 +208,13 @@ def test_scoring_moves_slow_scorers_off_the_event_loop():
     results = asyncio.run(go())
     assert all(r == ([{"slow": 1.0}, {"slow": 1.0}], None) for r in results)
     assert threads[:3] == ["MainThread"] * 3 and all(t.startswith("score") for t in threads[3:])
+
+
+def test_one_sided_bootstrap_tells_better_from_worse():
+    from evaluators.results import paired_bootstrap_greater
+
+    a, b = [0.0] * 100, [1.0] * 10 + [0.0] * 90  # b right on 10 more of 100
+    assert paired_bootstrap_greater(a, b, resamples=2000) < 0.01
+    assert paired_bootstrap_greater(b, a, resamples=2000) > 0.99  # worse is not "better"
+    assert 0.2 < paired_bootstrap_greater(a, [1.0, -1.0] * 50, resamples=2000) < 0.8  # no difference
+    assert paired_bootstrap_greater([], []) is None
