@@ -24,6 +24,9 @@ from tqdm.auto import tqdm
 
 from .cache import ResponseCache, request_key
 
+# Requests kept in flight when the endpoint does not say what its engine runs at once (a plain
+# vLLM server): vLLM's CPU server default max_num_seqs; its GPU defaults (256-1024) queue the rest.
+FALLBACK_CONCURRENCY = 128
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 Prompt = str | list[dict[str, Any]]  # plain text (completions) or chat messages
 
@@ -53,7 +56,7 @@ class Generation:
 
 class EvalClient:
     def __init__(self, base_url: str, api_key: str | None = None, *, admin_key: str | None = None,
-                 concurrency: int = 16, max_retries: int = 3, backoff: float = 0.5, timeout: float = 600.0,
+                 concurrency: int | None = 16, max_retries: int = 3, backoff: float = 0.5, timeout: float = 600.0,
                  cache_path: str | Path | None = None):
         self.base_url = base_url.rstrip("/")
         if not self.base_url.endswith("/v1"):
@@ -63,7 +66,10 @@ class EvalClient:
         self.max_retries, self.backoff = max_retries, backoff
         self.openai = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=timeout,
                                          http_client=_http_client(timeout))
-        self._sem = asyncio.Semaphore(concurrency)
+        # None: the cap is what fills the engine serving the first request's model (resolve_concurrency).
+        self.concurrency = concurrency
+        self._sem = asyncio.Semaphore(concurrency) if concurrency else None
+        self._sem_lock = asyncio.Lock()
         self.cache = ResponseCache(cache_path) if cache_path else None
         self._known = {
             "chat": set(inspect.signature(self.openai.chat.completions.create).parameters),
@@ -98,18 +104,51 @@ class EvalClient:
             data, meta = await self._create(kind, body, cache)
         except openai.OpenAIError as e:
             return Generation(prompt, latency=time.perf_counter() - t0, error=_describe(e))
-        choices = sorted(data["choices"], key=lambda c: c["index"])
-        texts = [c["text"] if kind == "completion" else (c["message"].get("content") or "") for c in choices]
-        usage = data.get("usage") or {}
-        ids = [c.get("token_ids") for c in choices]
-        prompt_ids = data.get("prompt_token_ids") or (choices[0].get("prompt_token_ids") if choices else None)
-        logprobs = [_sampled_logprobs(c.get("logprobs")) for c in choices]
-        return Generation(prompt, texts, [c.get("finish_reason") for c in choices], usage.get("prompt_tokens", 0),
-                          usage.get("completion_tokens", 0), time.perf_counter() - t0, meta.get("engine_model"),
-                          meta.get("adapter_version"), meta.get("cached", False),
-                          token_ids=ids if all(i is not None for i in ids) and ids else None,
-                          prompt_token_ids=prompt_ids,
-                          token_logprobs=logprobs if logprobs and all(lp is not None for lp in logprobs) else None)
+        return _generation(prompt, kind, data, meta, time.perf_counter() - t0)
+
+    async def generate_batch(self, model: str, prompts: list[str], *, n: int = 1, cache: bool = True,
+                             **params) -> list[Generation]:
+        """`generate` for several plain-text prompts in one /v1/completions request (a list
+        `prompt`): one request instead of len(prompts) through the client, the gateway and vLLM's
+        API server, which share the engine's CPU on a CPU box. Cached per prompt under the key
+        `generate` uses; a failed batch falls back to one request per prompt, so one bad prompt
+        (too long, say) fails alone."""
+        bodies = [{"model": model, "prompt": p, "n": n, **params} for p in prompts]
+        keys = [request_key("completion", b) if self.cache is not None and cache else None for b in bodies]
+        out: list[Generation | None] = [None] * len(prompts)
+        for i, key in enumerate(keys):
+            if key and (hit := self.cache.get(key)) is not None:
+                out[i] = _generation(prompts[i], "completion", hit["response"], {**hit["meta"], "cached": True}, 0.0)
+        todo = [i for i, g in enumerate(out) if g is None]
+        if todo:
+            t0 = time.perf_counter()
+            # Token ids give each prompt its own token counts (usage is the batch's total).
+            body = {**bodies[todo[0]], "prompt": [prompts[i] for i in todo], "return_token_ids": True}
+            try:
+                data, meta = await self._create("completion", body, use_cache=False)
+                if len(data["choices"]) != n * len(todo):
+                    raise ValueError(f"{len(data['choices'])} choices for {len(todo)} prompts x {n}")
+            except (openai.OpenAIError, ValueError, KeyError):
+                singles = await asyncio.gather(*(self.generate(model, prompts[i], n=n, cache=cache, **params)
+                                                 for i in todo))
+                for i, g in zip(todo, singles):
+                    out[i] = g
+                return out
+            latency = time.perf_counter() - t0
+            choices = sorted(data["choices"], key=lambda c: c["index"])  # prompt-major: index = i * n + j
+            for k, i in enumerate(todo):
+                own = choices[k * n:(k + 1) * n]
+                usage = {"prompt_tokens": len(own[0].get("prompt_token_ids") or []),
+                         "completion_tokens": sum(len(c.get("token_ids") or []) for c in own)}
+                # what a one-prompt request would have returned (the ids were asked for the counts only)
+                mine = [{**{f: v for f, v in c.items() if f not in ("token_ids", "prompt_token_ids")}, "index": j}
+                        for j, c in enumerate(own)]
+                single = {**{f: v for f, v in data.items() if f not in ("choices", "usage")}, "choices": mine,
+                          "usage": usage}
+                if keys[i]:
+                    self.cache.put(keys[i], {"response": single, "meta": meta})
+                out[i] = _generation(prompts[i], "completion", single, meta, latency)
+        return out
 
     async def generate_many(self, model: str, prompts: list[Prompt], *, n: int = 1, cache: bool = True,
                             progress: bool | str = True, **params) -> list[Generation]:
@@ -128,12 +167,33 @@ class EvalClient:
             bar.close()
 
     async def embed(self, model: str, inputs: list[str], **params) -> list[list[float]]:
-        resp = await self._retry(lambda: self.openai.embeddings.create(model=model, input=inputs, **params))
+        resp = await self._retry(lambda: self.openai.embeddings.create(model=model, input=inputs, **params), model)
         return [d.embedding for d in sorted(resp.data, key=lambda d: d.index)]
 
     async def models(self) -> list[dict]:
         page = await self._retry(lambda: self.openai.models.list())
         return [m.model_dump() for m in page.data]
+
+    async def engine_concurrency(self, model: str) -> int:
+        """Requests that fill the engine serving `model`: the `max_num_seqs` evalctl's gateway
+        reports in /v1/models (summed over replicas), else FALLBACK_CONCURRENCY. A fixed 16 left
+        a 128-sequence CPU engine mostly idle: 10.1 s vs 3.1 s for 256 GSM8K prompts."""
+        try:  # one plain attempt: this must not take the cap it is sizing
+            cards = {m.id: m.model_dump() for m in (await self.openai.models.list()).data}
+        except openai.OpenAIError:
+            return FALLBACK_CONCURRENCY
+        card = cards.get(model) or {}
+        seqs = card.get("max_num_seqs") or (cards.get(card.get("parent") or "") or {}).get("max_num_seqs")
+        return int(seqs) if isinstance(seqs, int) and seqs > 0 else FALLBACK_CONCURRENCY
+
+    async def resolve_concurrency(self, model: str | None) -> int:
+        """The cap, sizing it from the engine serving `model` if the client was made with None."""
+        if self._sem is None:
+            async with self._sem_lock:
+                if self._sem is None:
+                    self.concurrency = await self.engine_concurrency(model) if model else FALLBACK_CONCURRENCY
+                    self._sem = asyncio.Semaphore(self.concurrency)
+        return self.concurrency
 
     # -- admin ------------------------------------------------------------------
     async def load_adapter(self, name: str, path: str | Path, base_model: str | None = None) -> str:
@@ -156,7 +216,7 @@ class EvalClient:
         api = self.openai.chat.completions if kind == "chat" else self.openai.completions
         known = {k: v for k, v in body.items() if k in self._known[kind]}
         extra = {k: v for k, v in body.items() if k not in self._known[kind]}  # vLLM's own sampling fields
-        raw = await self._retry(lambda: api.with_raw_response.create(**known, extra_body=extra or None))
+        raw = await self._retry(lambda: api.with_raw_response.create(**known, extra_body=extra or None), body["model"])
         data = raw.parse().model_dump(exclude_unset=True)
         version = raw.headers.get("x-evalctl-adapter-version")
         meta = {"engine_model": raw.headers.get("x-evalctl-engine-model"),
@@ -165,7 +225,9 @@ class EvalClient:
             self.cache.put(key, {"response": data, "meta": meta})
         return data, meta
 
-    async def _retry(self, call):
+    async def _retry(self, call, model: str | None = None):
+        if self._sem is None:
+            await self.resolve_concurrency(model)
         for attempt in range(self.max_retries + 1):
             try:
                 async with self._sem:
@@ -182,6 +244,21 @@ class EvalClient:
         if r.status_code >= 400:
             raise AdminError(r.status_code, _error_message(r))
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+
+def _generation(prompt: Prompt, kind: str, data: dict, meta: dict, latency: float) -> Generation:
+    choices = sorted(data["choices"], key=lambda c: c["index"])
+    texts = [c["text"] if kind == "completion" else (c["message"].get("content") or "") for c in choices]
+    usage = data.get("usage") or {}
+    ids = [c.get("token_ids") for c in choices]
+    prompt_ids = data.get("prompt_token_ids") or (choices[0].get("prompt_token_ids") if choices else None)
+    logprobs = [_sampled_logprobs(c.get("logprobs")) for c in choices]
+    return Generation(prompt, texts, [c.get("finish_reason") for c in choices], usage.get("prompt_tokens", 0),
+                      usage.get("completion_tokens", 0), latency, meta.get("engine_model"),
+                      meta.get("adapter_version"), meta.get("cached", False),
+                      token_ids=ids if all(i is not None for i in ids) and ids else None,
+                      prompt_token_ids=prompt_ids,
+                      token_logprobs=logprobs if logprobs and all(lp is not None for lp in logprobs) else None)
 
 
 def _sampled_logprobs(logprobs: dict | None) -> list[float | None] | None:

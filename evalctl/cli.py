@@ -16,8 +16,8 @@ from .options import field_options, pick
 SERVE_FIELDS = ["host", "port", "api_key", "admin_key", "adapter_store", "log_dir", "cpu_kv_cache_gib",
                 "max_body_bytes", "request_timeout", "results_dir", "jobs_dir", "max_concurrent_jobs",
                 "max_file_bytes", "job_cpu_threads"]
-ENGINE_FIELDS = ["name", "replicas", "max_model_len", "dtype", "quantization", "tensor_parallel_size",
-                 "max_lora_rank", "max_loras", "base_via_zero_adapter", "startup_timeout"]
+ENGINE_FIELDS = ["name", "replicas", "max_model_len", "max_num_seqs", "dtype", "quantization",
+                 "tensor_parallel_size", "max_lora_rank", "max_loras", "base_via_zero_adapter", "startup_timeout"]
 
 
 class CLIError(click.ClickException):

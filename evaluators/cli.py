@@ -80,7 +80,10 @@ def _print_summary(summary: dict, out: Path) -> None:
               help="OpenAI-compatible endpoint (env EVALCTL_BASE_URL).")
 @click.option("--api-key", envvar="EVALCTL_API_KEY", default=None, help="Bearer key (env EVALCTL_API_KEY).")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N samples.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True, help="Requests in flight.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight [default: what fills the "
+              "engine: the max_num_seqs evalctl's gateway reports, else 128].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Plain-text prompts per /v1/completions request "
+              "(1: one request each) [default: concurrency / 4, at most 32].")
 @click.option("--n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Completions per prompt.")
 @click.option("--temperature", type=float, help="Overrides the task's default.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Overrides the task's default.")
@@ -101,7 +104,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 @click.option("--chroma-path", envvar="EVALCTL_CHROMA_PATH", type=click.Path(path_type=Path),
               default=Path(".cache/rag/chroma"), show_default=True, help="Chroma store for --rag.")
 @click.option("--chroma-url", envvar="EVALCTL_CHROMA_URL", help="Chroma server for --rag (wins over --chroma-path).")
-def run(task_name, model, base_url, api_key, limit, concurrency, n, temperature, max_tokens, seed, judge,
+def run(task_name, model, base_url, api_key, limit, concurrency, batch_size, n, temperature, max_tokens, seed, judge,
         judge_max_tokens, out, data, timeout, no_progress, rag_collection, rag_k, rag_mode, rag_max_chars,
         chroma_path, chroma_url) -> None:
     """Evaluate MODEL on TASK through an OpenAI-compatible endpoint."""
@@ -123,6 +126,7 @@ def run(task_name, model, base_url, api_key, limit, concurrency, n, temperature,
             contexts = _rag_contexts(spec, samples, rag_collection, rag_k, rag_mode, rag_max_chars, chroma_path,
                                      chroma_url, api_key, not no_progress)
         summary = asyncio.run(runner.run_async(task, spec, samples, out, api_key=api_key, concurrency=concurrency,
+                                               batch_size=batch_size,
                                                timeout=timeout, progress=not no_progress, contexts=contexts))
     except (runner.RunError, ResultsError) as e:
         raise EvalError(str(e)) from None

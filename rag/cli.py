@@ -252,7 +252,8 @@ def eval_(collection, questions, methods, ks, gold_sep, limit, model, judge, jud
     def client():
         from clients.client import EvalClient
 
-        return EvalClient(endpoint.base_url, endpoint.api_key, concurrency=16, cache_path=out / "cache.sqlite")
+        # concurrency None: as many answers in flight as the model's engine runs at once
+        return EvalClient(endpoint.base_url, endpoint.api_key, concurrency=None, cache_path=out / "cache.sqlite")
 
     summary = run_eval(retriever, spec, rows, out, client_factory=client, progress=not no_progress)
     _print_eval(summary, out)

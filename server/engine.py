@@ -22,6 +22,7 @@ from httpx_aiohttp import AiohttpTransport
 from .cpu_memory import cpu_vllm
 from .engine_log import failure_summary
 from .errors import EngineStartError
+from .selftest import ZeroAdapterDecision
 from .settings import EngineConfig
 
 log = logging.getLogger("evalctl.engine")
@@ -68,6 +69,24 @@ def cpu_scheduler_args(c: EngineConfig) -> list[str]:
     return args
 
 
+# vLLM's API-server default for max_num_seqs on CPU, per tensor-parallel rank
+# (vllm/engine/arg_utils.py, get_batch_defaults). GPU defaults depend on the device's memory.
+VLLM_CPU_MAX_NUM_SEQS = 128
+
+
+def engine_max_num_seqs(c: EngineConfig) -> int | None:
+    """Sequences a started engine runs at once, as clients should see it: the config's value,
+    a --max-num-seqs passed through, or vLLM's CPU default; None where the gateway cannot know."""
+    for i, a in enumerate(c.extra_args):
+        value = a.partition("=")[2] if a.startswith("--max-num-seqs=") else \
+            (c.extra_args[i + 1] if a == "--max-num-seqs" and i + 1 < len(c.extra_args) else None)
+        if value is not None:
+            return int(value) if value.isdigit() else None
+    if c.max_num_seqs:
+        return c.max_num_seqs
+    return VLLM_CPU_MAX_NUM_SEQS * c.tensor_parallel_size if c.local and cpu_vllm() else None
+
+
 @dataclass
 class EngineProcess:
     """One `python -m vllm.entrypoints.openai.api_server` on a private loopback port."""
@@ -100,6 +119,8 @@ class EngineProcess:
             cmd += ["--max-model-len", str(c.max_model_len)]
         if c.quantization:
             cmd += ["--quantization", c.quantization]
+        if c.max_num_seqs:
+            cmd += ["--max-num-seqs", str(c.max_num_seqs)]
         if c.enable_lora and c.runner == "generate":
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank), "--max-loras", str(c.max_loras)]
         if self.kv_cache_bytes:
@@ -244,6 +265,8 @@ class EngineGroup:
     served_names: list[str] = field(default_factory=list)
     discovered: list[dict] = field(default_factory=list)  # the engine's own /v1/models entries
     max_model_len: int | None = None
+    max_num_seqs: int | None = None  # what clients should keep in flight to fill one replica
+    zero_adapter: "ZeroAdapterDecision | None" = None  # base traffic via the all-zero adapter, and why
     # Held while adapters are registered, dropped or reconciled, so a replica being synced
     # cannot miss an adapter loaded at the same moment.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

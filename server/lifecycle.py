@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from . import cpu_memory
-from .adapters import AdapterManager
-from .engine import DOWN, STARTING, UP, EngineGroup, EngineProcess, Replica, make_client, refused
+from . import cpu_memory, selftest
+from .adapters import AdapterManager, _local_model_dir
+from .engine import DOWN, STARTING, UP, EngineGroup, EngineProcess, Replica, engine_max_num_seqs, make_client, refused
 from .errors import EngineStartError
 from .settings import EngineConfig, ServeSettings
 
@@ -54,9 +54,8 @@ class Runtime:
                 if g.config.managed:  # clean slate: drop what a previous gateway left on external engines
                     for r in g.live():
                         await self.adapters.reconcile(g, r)
-                if g.config.managed and g.config.enable_lora and g.config.base_via_zero_adapter \
-                        and g.config.runner == "generate" and g.config.model:
-                    await self.adapters.install_zero(g)
+                if g.config.managed and g.config.enable_lora and g.config.runner == "generate" and g.config.model:
+                    await self._zero_adapter(g)
                 for name, path in g.config.adapters.items():
                     await self.adapters.load(name, path, base=g.name)
         except BaseException as e:
@@ -65,6 +64,19 @@ class Runtime:
             await self.stop()
             raise
         self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
+
+    async def _zero_adapter(self, g: EngineGroup) -> None:
+        """Route base traffic through the all-zero adapter only where this engine needs it
+        (selftest.py): the LoRA path it puts every base request on is not free."""
+        replica = g.pick() or g.replicas[0]
+        g.zero_adapter = await selftest.decide(
+            g.config.base_via_zero_adapter, replica.client, (g.served_names or [g.name])[0],
+            _local_model_dir(g.config.model or ""), self.store / selftest.SELFTEST_ADAPTER / g.name.replace("/", "__"),
+            g.config.max_lora_rank)
+        log.info("engine %s: base traffic %s the all-zero adapter: %s", g.name,
+                 "through" if g.zero_adapter.enabled else "not through", g.zero_adapter.reason)
+        if g.zero_adapter.enabled:
+            await self.adapters.install_zero(g)
 
     async def _start_engines(self) -> None:
         procs: list[EngineProcess] = []
@@ -130,6 +142,8 @@ class Runtime:
         g.served_names = [m["id"] for m in models if not m.get("parent")]
         g.max_model_len = next((m.get("max_model_len") for m in models if m.get("max_model_len")), None)
         g.discovered = models
+        per_replica = engine_max_num_seqs(g.config)
+        g.max_num_seqs = per_replica * len(g.replicas) if per_replica else None
 
     # -- watching ---------------------------------------------------------------
     async def _watch_loop(self) -> None:

@@ -80,6 +80,9 @@ class ModelCard(BaseModel):
     root: str | None = None
     parent: str | None = None
     max_model_len: int | None = None
+    # evalctl's extension: sequences the engine behind this model runs at once, summed over its
+    # replicas, so a client can keep it full (None where unknown, e.g. an upstream server).
+    max_num_seqs: int | None = None
 
 
 class ModelList(BaseModel):

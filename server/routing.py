@@ -73,12 +73,14 @@ class ModelRouter:
         for g in self.base.values():
             root = g.config.model or (g.served_names or [g.name])[0]
             if g.name not in self.upstream_names:
-                cards.append(ModelCard(id=g.name, root=root, max_model_len=g.max_model_len))
-            cards += [ModelCard(id=a, root=g.name, max_model_len=g.max_model_len)
+                cards.append(ModelCard(id=g.name, root=root, max_model_len=g.max_model_len,
+                                       max_num_seqs=g.max_num_seqs))
+            cards += [ModelCard(id=a, root=g.name, max_model_len=g.max_model_len, max_num_seqs=g.max_num_seqs)
                       for a, target in self.aliases.items() if target == g.name]
         for name, (g, parent) in self.upstream_names.items():
             cards.append(ModelCard(id=name, root=g.name if parent else name, parent=parent))
         for name, v in sorted(self.adapters.current.items()):
             cards.append(ModelCard(id=name, root=v.source, parent=v.group.name, max_model_len=v.group.max_model_len,
+                                   max_num_seqs=v.group.max_num_seqs,
                                    created=int(v.loaded_at)))
         return cards

@@ -51,13 +51,20 @@ class EngineConfig(BaseModel):
     dtype: str = Field("auto", description="vLLM --dtype (auto, bfloat16, float16, float32).")
     quantization: str | None = Field(None, description="vLLM --quantization (awq, gptq, fp8, bitsandbytes, ...).")
     enable_lora: bool = Field(True, description="Start vLLM with LoRA and runtime adapter loading enabled.")
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="vLLM --max-num-seqs: sequences the engine runs at once. /v1/models reports it "
+        "(max_num_seqs), and evalctl run, sample and rag eval default their concurrency to it. Default: vLLM's "
+        "own (its server on CPU: 128 per tensor-parallel rank).")
     max_lora_rank: int = Field(16, description="vLLM --max-lora-rank: the largest adapter rank accepted.")
     max_loras: int = Field(4, ge=1, description="vLLM --max-loras: adapters active in one batch.")
-    base_via_zero_adapter: bool = Field(
-        True,
+    base_via_zero_adapter: bool | None = Field(
+        None,
         description=(
-            "Route base-model traffic through an all-zero LoRA adapter. vLLM (CPU, 0.32) returned wrong tokens "
-            "for base requests batched with LoRA requests; the zero adapter gives exact base outputs."
+            "Route base-model traffic through an all-zero LoRA adapter (true), or not (false). vLLM (CPU, 0.32) "
+            "once returned wrong tokens for base requests batched with LoRA requests; the zero adapter gives exact "
+            "base outputs but puts every base request on the slower LoRA path. Default: a self-test at engine start "
+            "compares greedy base outputs alone and batched among LoRA requests and turns it on only if they differ "
+            "(/v1/engines says which and why)."
         ),
     )
     extra_args: list[str] = Field(default_factory=list, description="More vLLM CLI arguments, passed as given.")

@@ -40,7 +40,9 @@ def build(model: type[BaseModel], values: dict) -> BaseModel:
 
 def endpoint_options(fn):
     """--base-url/--api-key/--admin-key, as in `evalctl run`, with the same environment variables."""
-    fn = click.option("--concurrency", type=int, default=16, show_default=True, help="Parallel requests.")(fn)
+    fn = click.option("--concurrency", type=click.IntRange(min=1), help="Parallel requests [default: sample: "
+                      "what fills the engine (the max_num_seqs evalctl's gateway reports, else 128); "
+                      "train, distill: 16].")(fn)
     fn = click.option("--admin-key", envvar="EVALCTL_ADMIN_KEY", default=None,
                       help="Admin key for loading adapters (env EVALCTL_ADMIN_KEY; default: the API key).")(fn)
     fn = click.option("--api-key", envvar="EVALCTL_API_KEY", default=None, help="Bearer key (env EVALCTL_API_KEY).")(fn)
@@ -48,10 +50,12 @@ def endpoint_options(fn):
                         help="The evalctl endpoint (env EVALCTL_BASE_URL).")(fn)
 
 
-def _endpoint(values: dict):
+def _endpoint(values: dict, fill: bool = False):
+    """`fill`: no --concurrency means what fills the engine (EvalClient with None), else 16."""
     from .endpoint import Endpoint
 
-    return Endpoint(values.pop("base_url"), values.pop("api_key"), values.pop("admin_key"), values.pop("concurrency"))
+    concurrency = values.pop("concurrency") or (None if fill else 16)
+    return Endpoint(values.pop("base_url"), values.pop("api_key"), values.pop("admin_key"), concurrency)
 
 
 def guarded(fn):
@@ -187,7 +191,7 @@ def train_grpo(**values) -> None:
 @guarded
 def sample_cmd(task: str, **values) -> None:
     """n completions per prompt of TASK from the endpoint, scored by the task's scorers, to jsonl."""
-    endpoint = _endpoint(values)
+    endpoint = _endpoint(values, fill=True)
     cfg = build(SampleSettings, {**values, "task": task})
     from .sampling import sample, summarize, write_samples
     from .tasks import get_task, load_samples

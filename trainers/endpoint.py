@@ -23,7 +23,7 @@ class Endpoint:
     base_url: str = "http://127.0.0.1:8000"
     api_key: str | None = None
     admin_key: str | None = None
-    concurrency: int = 16
+    concurrency: int | None = 16  # None: what fills the engine (EvalClient.resolve_concurrency)
 
     def client(self) -> EvalClient:
         # no cache: trainers need fresh samples from the current weights every time

@@ -23,5 +23,7 @@ async def metrics(request: Request):
 
 @router.get("/v1/engines", dependencies=[Depends(require_admin)])
 async def engines(request: Request):
-    data = [{"engine": g.name, **r.describe()} for g in request.app.state.router.groups.values() for r in g.replicas]
+    data = [{"engine": g.name, **r.describe(), "max_num_seqs": g.max_num_seqs,
+             "zero_adapter": g.zero_adapter.describe() if g.zero_adapter else None}
+            for g in request.app.state.router.groups.values() for r in g.replicas]
     return {"object": "list", "data": data}

@@ -215,6 +215,8 @@ def two(tiny_model, adapter_dirs, tmp_path_factory):
     config.write_text(yaml.safe_dump({"engine_poll_interval": 1.0, "engines": [{
         "name": "tiny", "model": str(tiny_model), "replicas": 2, "dtype": "float32", "max_model_len": 512,
         "max_lora_rank": 8, "max_loras": 4, "env": ENGINE_ENV,
+        # Forced on: these tests check the zero adapter is re-synced onto a restarted replica.
+        "base_via_zero_adapter": True,
         # vLLM CPU binds every engine to core 0 by default; a restarting replica's worker bound there
         # beside its busy twin got ~0 CPU for minutes here. One core each.
         "replica_env": [{"VLLM_CPU_OMP_THREADS_BIND": "0"}, {"VLLM_CPU_OMP_THREADS_BIND": "1"}]}]}))
@@ -345,7 +347,7 @@ def test_gateway_attaches_to_external_replicas(two, tiny_model, adapter_dirs, tm
     urls = [e["url"] for e in engines(two.url)]
     config = tmp_path / "serve.yaml"
     config.write_text(yaml.safe_dump({"engines": [{
-        "name": "ext", "urls": urls, "model": str(tiny_model), "max_lora_rank": 8,
+        "name": "ext", "urls": urls, "model": str(tiny_model), "max_lora_rank": 8, "base_via_zero_adapter": True,
         "adapters": {"C": str(adapter_dirs["A"])}}]}))
     with ServerProcess(["--config", str(config), "--admin-key", ADMIN_KEY], tmp_path / "gw.log") as ext:
         assert [e["state"] for e in engines(ext.url)] == [UP, UP]
