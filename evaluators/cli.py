@@ -80,7 +80,7 @@ def _print_summary(summary: dict, out: Path) -> None:
               help="OpenAI-compatible endpoint (env EVALCTL_BASE_URL).")
 @click.option("--api-key", envvar="EVALCTL_API_KEY", default=None, help="Bearer key (env EVALCTL_API_KEY).")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N samples.")
-@click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight [default: what fills the "
+@click.option("--concurrency", type=click.IntRange(min=1), help="Prompts in flight [default: what fills the "
               "engine: the max_num_seqs evalctl's gateway reports, else 128].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Plain-text prompts per /v1/completions request "
               "(1: one request each) [default: concurrency / 4, at most 32].")
