@@ -77,3 +77,18 @@ def gateway(tiny_model, adapter_dirs, tmp_path_factory) -> Gateway:
                          logs / "gateway.log").start(timeout=600)
     yield Gateway(proc.url, proc, tiny_model, adapter_dirs, results_dir=results)
     proc.stop()
+
+
+@pytest.fixture
+def slow_model(gateway):
+    """A served LoRA adapter for tests of in-flight behaviour (streams arriving over time, clients
+    that leave mid-generation). Base traffic no longer takes the zero adapter when the engine's
+    self-test passes, and the tiny base then decodes 480 tokens before a test can even watch it;
+    the LoRA path is ~2.6x slower per token on CPU, which gives these tests their window."""
+    name = "slow-lora"
+    with gateway.admin() as admin:
+        r = admin.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(gateway.adapters["A"])})
+        assert r.status_code == 200, r.text
+    yield name
+    with gateway.admin() as admin:
+        admin.post("/v1/unload_lora_adapter", json={"lora_name": name})
