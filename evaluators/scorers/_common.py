@@ -4,6 +4,7 @@ and the tag patterns several tasks use."""
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -67,3 +68,20 @@ def after_think(text: str) -> str:
     """The text after the last </think> (the whole text when there is none)."""
     text = text if isinstance(text, str) else ""
     return text.rsplit("</think>", 1)[-1] if "</think>" in text else text
+
+
+def true_within(fn: Callable[..., bool], *args: Any, timeout_s: float, name: str = "scorer-timeout") -> bool:
+    """`fn(*args)` in a daemon thread, False on timeout or any error. A thread, not SIGALRM:
+    scorers run in worker threads, where alarms are not theirs to set (sympy can hang for minutes)."""
+    result: list[bool] = []
+
+    def run() -> None:
+        try:
+            result.append(bool(fn(*args)))
+        except Exception:
+            result.append(False)
+
+    worker = threading.Thread(target=run, daemon=True, name=name)
+    worker.start()
+    worker.join(timeout_s)
+    return bool(result and result[0])

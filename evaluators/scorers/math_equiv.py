@@ -12,9 +12,10 @@ Nothing here raises or hangs on odd model output.
 from __future__ import annotations
 
 import re
-import threading
 from fractions import Fraction
 from typing import Any
+
+from ._common import true_within
 
 SYMPY_TIMEOUT_S = 2.0
 MAX_SYMPY_CHARS = 120
@@ -215,15 +216,4 @@ def sympy_equal(p: str, g: str, timeout_s: float = SYMPY_TIMEOUT_S) -> bool:
         return False
     import sympy  # noqa: F401  (imported here, outside the timed thread: the first import is slow)
 
-    result: list[bool] = []
-
-    def run() -> None:
-        try:
-            result.append(_sympy_diff_is_zero(a, b))
-        except Exception:
-            result.append(False)
-
-    worker = threading.Thread(target=run, daemon=True, name="math-equiv-sympy")
-    worker.start()
-    worker.join(timeout_s)
-    return bool(result and result[0])
+    return true_within(_sympy_diff_is_zero, a, b, timeout_s=timeout_s, name="math-equiv-sympy")

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from typing import Any
+
+from ._common import true_within
 
 SYMPY_TIMEOUT_S = 5.0
 MAX_RESULT_DIGITS = 100_000  # evaluating anything larger holds the GIL for seconds
@@ -329,18 +330,7 @@ def equal_under_sympy(gold: str, given: str, timeout_s: float = SYMPY_TIMEOUT_S)
         return False
     import sympy  # noqa: F401  (outside the timed thread: the first import takes seconds)
 
-    result: list[bool] = []
-
-    def run() -> None:
-        try:
-            result.append(_sympy_diff_is_zero(expr))
-        except Exception:
-            result.append(False)
-
-    worker = threading.Thread(target=run, daemon=True, name="r1-grader-sympy")
-    worker.start()
-    worker.join(timeout_s)
-    return bool(result and result[0])
+    return true_within(_sympy_diff_is_zero, expr, timeout_s=timeout_s, name="r1-grader-sympy")
 
 
 def _elements_equal(gold: str, given: str) -> bool:
