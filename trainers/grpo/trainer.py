@@ -58,6 +58,7 @@ class EndpointGRPOTrainer(GRPOTrainer):
         rollout.sync = self.weight_sync
         self.rollout, self.rewards_log, self.clock = rollout, rewards_log, StepClock()
         self.extra_logs: dict[str, float] = {}  # e.g. the in-loop eval's metrics for this step
+        self._logged_calls = 0  # rollouts already reported: a step without one reports no generation
         self.add_callback(self.clock)
         self.remove_callback(PrinterCallback)  # its dict per step duplicates our progress line
         self.use_vllm = True
@@ -98,7 +99,7 @@ class EndpointGRPOTrainer(GRPOTrainer):
     def telemetry(self) -> dict[str, float]:
         """Phase times of the step just finished (a step without a rollout reports 0 for sync and
         generation), sampled tokens/s and the adapter version the rollouts came from."""
-        stats, fresh = self.rollout.stats, self.rollout.stats.calls > getattr(self, "_logged_calls", 0)
+        stats, fresh = self.rollout.stats, self.rollout.stats.calls > self._logged_calls
         self._logged_calls = stats.calls
         out = {"time_sync": self.weight_sync.seconds if fresh else 0.0,
                "time_generation": stats.seconds if fresh else 0.0, **self.rewards_log.pop(),
