@@ -72,7 +72,7 @@ class Runtime:
         g.zero_adapter = await selftest.decide(
             g.config.base_via_zero_adapter, replica.client, (g.served_names or [g.name])[0],
             _local_model_dir(g.config.model or ""), self.store / selftest.SELFTEST_ADAPTER / g.name.replace("/", "__"),
-            g.config.max_lora_rank)
+            g.config.max_lora_rank, g.config.max_loras)
         log.info("engine %s: base traffic %s the all-zero adapter: %s", g.name,
                  "through" if g.zero_adapter.enabled else "not through", g.zero_adapter.reason)
         if g.zero_adapter.enabled:

@@ -18,11 +18,12 @@ from server.settings import EngineConfig
 
 
 class FakeEngine:
-    """vLLM's adapter and completion endpoints. `bug`: base requests answered while a LoRA request
-    is running come out wrong, as vLLM CPU 0.32's once did. `inert`: the adapter changes nothing."""
+    """vLLM's adapter and completion endpoints with `slots` adapter slots. `bug`: as in vLLM CPU
+    0.32, base requests answered while a LoRA request runs get the last slot's adapter, so they
+    come out wrong once every slot is filled. `inert`: the adapter changes nothing."""
 
-    def __init__(self, bug: bool = False, inert: bool = False):
-        self.bug, self.inert = bug, inert
+    def __init__(self, bug: bool = False, inert: bool = False, slots: int = 1):
+        self.bug, self.inert, self.slots = bug, inert, slots
         self.lora_running = 0
         self.loaded: set[str] = set()
         self.requests: list[str] = []
@@ -46,14 +47,15 @@ class FakeEngine:
             text = f" base {body['prompt']}" if self.inert else f" lora {body['prompt']}"
         else:
             await asyncio.sleep(0)
-            text = f" wrong {body['prompt']}" if self.bug and self.lora_running else f" base {body['prompt']}"
+            wrong = self.bug and self.lora_running and len(self.loaded) >= self.slots
+            text = f" wrong {body['prompt']}" if wrong else f" base {body['prompt']}"
         return httpx.Response(200, json={"choices": [{"index": 0, "text": text}]})
 
 
-def decide(engine: FakeEngine, tiny_model, tmp_path, forced=None) -> selftest.ZeroAdapterDecision:
+def decide(engine: FakeEngine, tiny_model, tmp_path, forced=None, max_loras=1) -> selftest.ZeroAdapterDecision:
     async def go():
         async with httpx.AsyncClient(base_url="http://engine", transport=httpx.MockTransport(engine)) as client:
-            return await selftest.decide(forced, client, "tiny", tiny_model, tmp_path / "scratch", 8)
+            return await selftest.decide(forced, client, "tiny", tiny_model, tmp_path / "scratch", 8, max_loras)
     return asyncio.run(go())
 
 
@@ -62,6 +64,16 @@ def test_self_test_turns_the_zero_adapter_on_where_base_outputs_change(tiny_mode
     d = decide(engine, tiny_model, tmp_path)
     assert d.enabled and "changed when batched with LoRA requests" in d.reason and "wrong" in d.reason
     assert engine.loaded == set() and not (tmp_path / "scratch").exists()  # test adapter unloaded and deleted
+
+
+def test_self_test_fills_every_adapter_slot(tiny_model, tmp_path):
+    """The CI failure this came from: the bug shows only once the last of 4 slots holds an
+    adapter, so a self-test that loads one adapter passes a broken engine."""
+    assert not decide(FakeEngine(bug=True, slots=4), tiny_model, tmp_path / "one", max_loras=1).enabled
+    engine = FakeEngine(bug=True, slots=4)
+    d = decide(engine, tiny_model, tmp_path / "all", max_loras=4)
+    assert d.enabled and "wrong" in d.reason and engine.loaded == set()
+    assert not decide(FakeEngine(slots=4), tiny_model, tmp_path / "ok", max_loras=4).enabled
 
 
 def test_self_test_leaves_it_off_where_base_outputs_hold(tiny_model, tmp_path):
