@@ -8,10 +8,11 @@ up as failures in the summary instead of as zeros in the means.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from typing import Any
+
+from clients.jsontext import json_objects
 
 FIELDS = ("logic_clarity", "professional_accuracy", "completeness", "conciseness")
 METRICS = tuple(f"judge_{f}" for f in FIELDS) + ("judge_pass",)
@@ -27,7 +28,6 @@ _ALIASES = {
 _KEY = {alias: field for field, aliases in _ALIASES.items() for alias in aliases}
 _PASS = {"C", "CORRECT", "PASS", "PASSED", "YES", "TRUE", "ACCEPT", "ACCEPTED"}
 _FAIL = {"I", "INCORRECT", "FAIL", "FAILED", "NO", "FALSE", "REJECT", "REJECTED", "WRONG"}
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _LINE = re.compile(r"^[\s>*#\-`_|]*([A-Za-z][A-Za-z /&_-]{0,40}?)[\s*_`]*[:=][\s*_`\"']*([^\n]*)$", re.M)
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:/\s*10\b|out of 10\b)?")
 
@@ -123,24 +123,6 @@ def _put(found: dict[str, Any], field: str | None, value: Any) -> None:
         found.setdefault(field, s)
 
 
-def _json_objects(text: str):
-    """Dicts found in the text: fenced blocks first, then every `{` that starts a valid object."""
-    decoder = json.JSONDecoder()
-    sources = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    for src in sources:
-        for m in re.finditer(r"\{", src):
-            try:
-                obj, _ = decoder.raw_decode(src, m.start())
-            except json.JSONDecodeError:
-                end = src.find("}", m.start())
-                try:  # Python-style dicts with single quotes
-                    obj = ast.literal_eval(src[m.start():end + 1]) if end > 0 else None
-                except (ValueError, SyntaxError, MemoryError, RecursionError):
-                    continue
-            if isinstance(obj, dict):
-                yield obj
-
-
 def _from_lines(text: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for m in _LINE.finditer(text):
@@ -154,7 +136,7 @@ def parse_judgement(text: str | None) -> dict[str, Any]:
     when nothing of the rubric can be found."""
     raw = text or ""
     found: dict[str, Any] = {}
-    for obj in _json_objects(raw):
+    for obj in json_objects(raw):
         if (got := _from_mapping(obj)):
             found = got
             break

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from evaluators.judge import _json_objects
+from clients.jsontext import json_objects
 
 
 def unit_of(doc_id: str, sep: str | None) -> str:
@@ -76,9 +76,9 @@ def relevance_messages(question: str, passages: list[str]) -> list[dict[str, str
 
 
 def _objects(text: str):
-    """JSON objects in the reply (evaluators.judge's finder), then the outermost `{...}` read as a
-    Python literal: judges write nested single-quoted dicts that the judge module's finder cuts short."""
-    yield from _json_objects(text)
+    """JSON objects in the reply (the judges' shared finder), then the outermost `{...}` read as a
+    Python literal: judges write nested single-quoted dicts that the shared finder cuts short."""
+    yield from json_objects(text)
     start, end = text.find("{"), text.rfind("}")
     if 0 <= start < end:
         try:
