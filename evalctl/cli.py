@@ -9,9 +9,8 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from clients.cli_options import field_options, pick
 from server.settings import ConfigError, EngineConfig, ServeSettings, load_settings
-
-from .options import field_options, pick
 
 SERVE_FIELDS = ["host", "port", "api_key", "admin_key", "adapter_store", "log_dir", "cpu_kv_cache_gib",
                 "max_body_bytes", "request_timeout", "results_dir", "jobs_dir", "max_concurrent_jobs",

@@ -15,7 +15,7 @@ import logging
 import click
 from pydantic import BaseModel, ValidationError
 
-from evalctl.options import field_options
+from clients.cli_options import field_options
 
 from .config import (DistillSettings, DPOSettings, GRPOSettings, MergeSettings, RSSettings, SampleSettings,
                      SFTSettings, SvdInitSettings)

@@ -1,5 +1,5 @@
 """Trainer settings as pydantic models: one source for names, types, defaults and help,
-turned into click options by `evalctl.options.field_options`.
+turned into click options by `clients.cli_options.field_options`.
 
 Nothing here imports torch, so `evalctl --help` stays fast and the CLI import path light.
 """

@@ -1,5 +1,8 @@
 """Click options generated from pydantic fields, so config models stay the one source
-of truth for names, types, defaults and help text."""
+of truth for names, types, defaults and help text.
+
+Here, in the bottom layer, because both the `evalctl` CLI (serve's settings) and `trainers.cli`
+use it, and a trainer importing the CLI package would put the CLI below the trainers."""
 
 from __future__ import annotations
 
