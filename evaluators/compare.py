@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .results import (RESULTS, SUMMARY, ResultsError, dedupe, paired_bootstrap, paired_bootstrap_greater,
-                      read_jsonl, write_json)
+from .results import RESULTS, SUMMARY, ResultsError, dedupe, read_jsonl, write_json
+from .stats import paired_bootstrap, paired_bootstrap_greater
 
 
 class CompareError(ValueError):

@@ -1,9 +1,7 @@
 """A run directory on disk: `results.jsonl` (one line per sample, appended as each
 completes), `config.json` (the settings a resume must match) and `summary.json`
-(always recomputed from results.jsonl, so it can never disagree with it).
-
-Also the statistics every report shares: mean with standard error, and a paired
-bootstrap test used by `compare`.
+(always recomputed from results.jsonl, so it can never disagree with it), and the
+provenance a summary records (data hash, git commit). The statistics are in stats.py.
 """
 
 from __future__ import annotations
@@ -11,16 +9,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
+from .stats import finite, mean_or_none, mean_stderr, pass_at_k
 
 RESULTS, SUMMARY, CONFIG = "results.jsonl", "summary.json", "config.json"
-
 
 
 class ResultsError(ValueError):
@@ -166,58 +162,6 @@ def git_commit(repo: Path | None = None) -> str | None:
     return commit or None
 
 
-# -- statistics -------------------------------------------------------------------
-def _finite(values) -> list[float]:
-    return [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-
-
-def mean_stderr(values) -> tuple[float | None, float | None]:
-    """Mean and standard error of the mean (sample std, ddof=1); None values are left out.
-    No values: (None, None); one value: stderr None (undefined, not zero)."""
-    xs = _finite(values)
-    if not xs:
-        return None, None
-    mean = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return mean, None
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    return mean, math.sqrt(var / len(xs))
-
-
-def mean_or_none(values) -> float | None:
-    xs = _finite(values)
-    return sum(xs) / len(xs) if xs else None
-
-
-def paired_bootstrap(a, b, *, resamples: int = 10_000, seed: int = 0) -> float | None:
-    """Two-sided p-value for mean(b) != mean(a) on paired samples.
-
-    Resamples the per-pair differences with replacement and centres the bootstrap
-    distribution on zero (the null); p is the share of resampled mean differences at
-    least as extreme as the observed one, with the +1 correction so it is never 0.
-    """
-    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    if d.size == 0:
-        return None
-    observed = d.mean()
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, d.size, size=(resamples, d.size))
-    centred = d[idx].mean(axis=1) - observed
-    extreme = np.count_nonzero(np.abs(centred) >= abs(observed) - 1e-12)
-    return float((extreme + 1) / (resamples + 1))
-
-
-def paired_bootstrap_greater(a, b, *, resamples: int = 10_000, seed: int = 0) -> float | None:
-    """One-sided p-value for mean(b) > mean(a) on paired samples: the share of resampled mean
-    differences at or below zero (+1 correction). "Did this training stage help", not "did it change"."""
-    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    if d.size == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
-    return float((np.count_nonzero(means <= 1e-12) + 1) / (resamples + 1))
-
-
 # -- summary ------------------------------------------------------------------------
 def _metric_names(records: list[dict], names: dict[str, str]) -> dict[str, str]:
     """per-sample score field -> summary name, in the task's order, then any others seen."""
@@ -227,16 +171,6 @@ def _metric_names(records: list[dict], names: dict[str, str]) -> dict[str, str]:
             if f not in fields:
                 fields.append(f)
     return {f: names.get(f, f) for f in fields}
-
-
-def pass_at_k(records: list[dict], field: str) -> float | None:
-    """Share of samples where any completion scores >= 1 (pass@n for n completions)."""
-    hits = []
-    for r in records:
-        vals = _finite(s.get(field) for s in r.get("completion_scores") or [])
-        if vals:
-            hits.append(1.0 if max(vals) >= 1 else 0.0)
-    return mean_or_none(hits)
 
 
 def summarize(records: list[dict], summary_names: dict[str, str], n: int = 1) -> dict:
@@ -253,7 +187,7 @@ def summarize(records: list[dict], summary_names: dict[str, str], n: int = 1) ->
     for field, name in fields.items():
         mean, se = mean_stderr((r.get("scores") or {}).get(field) for r in records)
         entry = {"field": field, "mean": mean, "stderr": se,
-                 "n": len(_finite((r.get("scores") or {}).get(field) for r in records))}
+                 "n": len(finite((r.get("scores") or {}).get(field) for r in records))}
         if n > 1 and field in summary_names:
             entry[f"pass@{n}"] = pass_at_k(records, field)
         metrics[name] = entry

@@ -28,12 +28,12 @@ from evaluators.results import (
     completed_ids,
     dedupe,
     git_commit,
-    mean_stderr,
     read_jsonl,
     repair_tail,
     sha256_path,
     write_json,
 )
+from evaluators.stats import mean_stderr
 
 from . import metrics as M
 from .errors import RagError

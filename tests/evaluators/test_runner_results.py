@@ -1,4 +1,4 @@
-"""results.jsonl I/O, resume bookkeeping and the statistics (no server)."""
+"""results.jsonl I/O, resume bookkeeping and summaries (no server); the statistics: test_stats.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from evaluators.records import read_saved
-from evaluators.results import (ResultsError, ResultsWriter, completed_ids, dedupe, mean_stderr, paired_bootstrap,
-                                read_jsonl, repair_tail, sha256_path, summarize)
+from evaluators.results import (ResultsError, ResultsWriter, completed_ids, dedupe, read_jsonl, repair_tail,
+                                sha256_path, summarize)
 
 
 def test_writer_appends_and_flushes_each_line(tmp_path):
@@ -81,44 +81,6 @@ def test_a_resume_retries_failed_samples_and_keeps_their_retry():
     assert completed_ids(records) == {"a", "b"}  # c failed and was not retried yet: it runs again
     assert dedupe(records) == [{"id": "a", "error": None, "v": 1}, {"id": "b", "error": None, "v": 2},
                                {"id": "c", "error": "timeout"}]
-
-
-def test_mean_stderr_known_values():
-    assert mean_stderr([]) == (None, None)
-    assert mean_stderr([None, None]) == (None, None)
-    assert mean_stderr([3.0]) == (3.0, None)  # undefined, not zero
-    mean, se = mean_stderr([1, 0, 1, 0, None])  # None is left out
-    assert mean == 0.5 and se == pytest.approx(np.std([1, 0, 1, 0], ddof=1) / 2)
-    mean, se = mean_stderr([2, 4, 4, 4, 5, 5, 7, 9])
-    assert mean == 5 and se == pytest.approx(np.std([2, 4, 4, 4, 5, 5, 7, 9], ddof=1) / np.sqrt(8))
-
-
-def test_paired_bootstrap_known_cases():
-    a = [1.0, 0.0] * 50
-    assert paired_bootstrap(a, a, resamples=2000) == 1.0  # identical runs: no evidence at all
-    assert paired_bootstrap([0.0] * 100, [1.0] * 100, resamples=2000) == pytest.approx(1 / 2001)  # as small as it gets
-    rng = np.random.default_rng(1)
-    base = rng.integers(0, 2, 400).astype(float)
-    flip = base.copy()
-    flip[:4] = 1 - flip[:4]  # 4 of 400 answers differ: not significant
-    assert paired_bootstrap(base, flip, resamples=5000) > 0.2
-    better = np.where(rng.random(400) < 0.3, 1.0, base)  # +~15 points: clearly significant
-    assert paired_bootstrap(base, better, resamples=5000) < 0.001
-    assert paired_bootstrap([], []) is None
-    # Seeded: the same call gives the same p-value.
-    assert paired_bootstrap(base, flip, seed=3) == paired_bootstrap(base, flip, seed=3)
-
-
-def test_paired_bootstrap_matches_reference_loop():
-    """The vectorised test equals a plain-Python reading of the same definition."""
-    rng = np.random.default_rng(0)
-    a, b = rng.random(30), rng.random(30) + 0.1
-    d = b - a
-    gen = np.random.default_rng(7)
-    idx = gen.integers(0, 30, size=(3000, 30))
-    obs = d.mean()
-    count = sum(abs(d[row].mean() - obs) >= abs(obs) - 1e-12 for row in idx)
-    assert paired_bootstrap(a, b, resamples=3000, seed=7) == pytest.approx((count + 1) / 3001)
 
 
 def _rec(i, correct, fmt, category=None, error=None):
@@ -208,13 +170,3 @@ def test_scoring_moves_slow_scorers_off_the_event_loop():
     results = asyncio.run(go())
     assert all(r == ([{"slow": 1.0}, {"slow": 1.0}], None) for r in results)
     assert threads[:3] == ["MainThread"] * 3 and all(t.startswith("score") for t in threads[3:])
-
-
-def test_one_sided_bootstrap_tells_better_from_worse():
-    from evaluators.results import paired_bootstrap_greater
-
-    a, b = [0.0] * 100, [1.0] * 10 + [0.0] * 90  # b right on 10 more of 100
-    assert paired_bootstrap_greater(a, b, resamples=2000) < 0.01
-    assert paired_bootstrap_greater(b, a, resamples=2000) > 0.99  # worse is not "better"
-    assert 0.2 < paired_bootstrap_greater(a, [1.0, -1.0] * 50, resamples=2000) < 0.8  # no difference
-    assert paired_bootstrap_greater([], []) is None
