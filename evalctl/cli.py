@@ -126,5 +126,9 @@ from rag.cli import COMMANDS as _RAG_COMMANDS  # noqa: E402 - rag (chromadb is i
 for _command in _RAG_COMMANDS:
     main.add_command(_command)
 
+from .doctor import doctor  # noqa: E402 - torch, vLLM and the trainers are imported when it runs
+
+main.add_command(doctor)
+
 if __name__ == "__main__":
     main()
