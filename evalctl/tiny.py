@@ -100,3 +100,9 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, layers: int = 2, hid
     gen = {"eos_token_id": config.eos_token_id, "pad_token_id": config.pad_token_id}
     (out_dir / "generation_config.json").write_text(json.dumps(gen))
     return out_dir
+
+
+if __name__ == "__main__":  # `python -m evalctl.tiny DIR`: the model the docs' examples are served with
+    import sys
+
+    print(build_tiny_model(sys.argv[1] if len(sys.argv) > 1 else ".cache/tiny"))
