@@ -1,7 +1,7 @@
 """One metrics.jsonl line per optimizer step, plus a progress line on the console.
 
 TRL's own names are kept as they are (TensorBoard and wandb get them through transformers), and
-the short names below are added beside them for the curves, the demo and the README.
+the short names below are added beside them for the curves, the demo and docs/training.md.
 """
 
 from __future__ import annotations
