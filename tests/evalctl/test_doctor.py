@@ -69,7 +69,7 @@ def test_cli_exit_status_and_store(monkeypatch, tmp_path):
     monkeypatch.setattr(doc, "run_checks", checks)
     result = CliRunner().invoke(main, ["doctor", "--adapter-store", str(tmp_path)])
     assert result.exit_code == 1 and seen == [tmp_path]
-    assert result.output.splitlines()[0] == "evalctl doctor: CUDA machine (vLLM CUDA build)"
+    assert result.output.splitlines()[0].startswith("evalctl doctor: CUDA mode (vLLM's CUDA build;")
     assert "fix: make install-gpu" in result.output
     assert result.output.splitlines()[-1] == "Error: missing or broken: bitsandbytes (not installed)"
     monkeypatch.setattr(doc, "run_checks", lambda store: doc.Report("cpu", [doc.Check("cuda", "ok", "none")]))
@@ -108,6 +108,13 @@ def test_render_shows_the_fix_under_a_failing_line():
     assert not report.ok and "everything" not in lines[-1]
 
 
+def _version_of(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _torch(cuda: bool):
     return SimpleNamespace(__version__="2.13.0", version=SimpleNamespace(cuda="12.9"),
                            cuda=SimpleNamespace(is_available=lambda: cuda))
@@ -117,6 +124,16 @@ def test_no_cuda_is_fine_for_the_cpu_build_and_fatal_for_the_cuda_build():
     assert doc._cuda_check(_torch(False), "cpu")[0].status == "ok"
     check, usable = doc._cuda_check(_torch(False), "gpu")
     assert check.status == "fail" and not usable and "CUDA_VISIBLE_DEVICES" in check.fix
+
+
+@pytest.mark.skipif(_version_of("bitsandbytes") is not None, reason="bitsandbytes is installed here")
+def test_bitsandbytes_missing_where_cuda_is():
+    """Required by the CUDA build (QLoRA), advice beside the CPU build; not looked at without CUDA."""
+    check = doc._bitsandbytes_check(_torch(True), cuda=True, required=True)
+    assert (check.status, check.detail) == ("fail", "not installed (QLoRA, --load-in-4bit, needs it)")
+    assert "make install-gpu" in check.fix
+    assert doc._bitsandbytes_check(_torch(True), cuda=True, required=False).status == "warn"
+    assert doc._bitsandbytes_check(_torch(False), cuda=False, required=True).status == "skip"
 
 
 def test_version_ranges():
