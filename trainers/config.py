@@ -143,6 +143,9 @@ class GRPOSettings(LoraSettings, PushSettings, InLoopEvalSettings):
               "sampling log-probs (truncated importance weights); none: off.")
     importance_cap: float = Field(2.0, gt=0, description="Upper bound of the importance weights (truncated "
                                   "above, or masked, per --importance-sampling).")
+    async_rollouts: bool = Field(False, description="Sample the next step's rollouts while this step trains "
+                                 "(one process): they come from the weights one update older, and the "
+                                 "importance weights correct for it.")
     ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch (TRL's num_iterations).")
     minibatches: int = Field(1, ge=1, description="Optimizer steps per pass over a rollout batch.")
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward (memory bound).")

@@ -73,7 +73,11 @@ class BackgroundLoop:
 
     def run(self, coro):
         """Run `coro` on the loop and wait for its result (exceptions propagate)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return self.submit(coro).result()
+
+    def submit(self, coro):
+        """Start `coro` on the loop; returns a concurrent.futures.Future for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
         if self.loop.is_closed():

@@ -79,6 +79,26 @@ def test_grpo_learns_evaluates_in_the_loop_and_resumes_exactly(gateway, tmp_path
         unload(gateway, name, f"{name}-best")
 
 
+def test_async_rollouts_sample_the_next_step_while_this_one_trains(gateway, tmp_path):
+    """From step 2 on every batch was sampled during the previous step, by the version pushed one
+    step earlier; TRL's importance weights see that one-step-old policy, and the run still learns."""
+    out, name = tmp_path / "grpo-async", "grpo-async"
+    try:
+        run_cli(*grpo_args(gateway, out, name, "--steps", 6, "--async-rollouts"))
+        rows = read_jsonl(out / "metrics.jsonl")
+        assert [r["step"] for r in rows] == list(range(1, 7))
+        assert [r["rollout_prefetched"] for r in rows] == [0.0] + [1.0] * 5
+        assert [r["rollout_staleness"] for r in rows] == [0] + [1] * 5
+        versions = [r["adapter_version"] for r in rows]  # the version that sampled each step's batch
+        assert versions == [versions[0]] + list(range(versions[0], versions[0] + 5))
+        # trained on samples of the policy one update older: further from the trainer than step 1's
+        assert min(r["logprob_diff"] for r in rows[1:]) > rows[0]["logprob_diff"]
+        assert all(r["time_generation"] < r["time_generation_engine"] for r in rows[1:])  # overlapped
+        assert max(r["reward_mean"] for r in rows[3:]) > rows[0]["reward_mean"]
+    finally:
+        unload(gateway, name, f"{name}-best")
+
+
 def test_grpo_judge_reward_from_a_served_judge(gateway, tmp_path):
     """The served base as the judge, its verdict decoded under the verdict's shape: every rollout gets
     a parsed judge score, shown as a reward part and added to the total with its weight."""

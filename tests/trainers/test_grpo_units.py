@@ -108,6 +108,9 @@ class FixedRollout:
         self.seen.append(list(prompts))
         return self.out
 
+    def wait_pending(self) -> None:  # nothing is prefetched
+        pass
+
 
 class NoServer:
     version, seconds, name = 1, 0.0, "grpo"
@@ -173,3 +176,21 @@ def test_trl_receives_our_ids_logprobs_and_corrects_with_truncated_weights(tiny_
     trainer.vllm_importance_sampling_correction = False
     assert "importance_sampling_ratio" not in trainer._generate_and_score_completions(
         [{"prompt": "Ann has 3"}] * 2 + [{"prompt": "Bob has 12 pens and"}] * 2)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_sampler_computes_coming_batches_before_it_yields_them(shuffle):
+    """--async-rollouts samples batch k+1 while k trains: the prompts it guesses are the ones TRL
+    then asks for, across epochs (7 rows, 3 per batch: 2 batches an epoch, one row dropped)."""
+    from trainers.grpo.trainer import EpochSeededSampler
+
+    sampler = EpochSeededSampler(data_source=list(range(7)), mini_repeat_count=2, batch_size=3, repeat_count=2,
+                                 shuffle=shuffle, seed=5)
+    yielded = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        rows = list(sampler)
+        per_batch = 3 * 2 * 2  # rows x mini_repeat x repeat: [r0, r0, r1, r1, r2, r2] twice
+        yielded += [rows[b:b + 6:2] for b in range(0, len(rows), per_batch)]
+    assert yielded == [sampler.chunk_at(i) for i in range(6)]
+    assert (yielded[0] != yielded[2]) is shuffle  # epochs are reshuffled only when shuffling

@@ -10,7 +10,9 @@ the engine's (importance sampling).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,20 +54,38 @@ def logprob_params(prompt) -> dict[str, Any]:
 
 @dataclass
 class RolloutStats:
-    seconds: float = 0.0
+    seconds: float = 0.0  # the trainer's wait for this batch (the whole generation when not prefetched)
     completion_tokens: int = 0
-    version: int | None = None
+    version: int | None = None  # the adapter version that sampled this batch
     engine_model: str | None = None
     calls: int = 0
+    generation_seconds: float = 0.0  # the engine's time for this batch, overlapped with training or not
+    prefetched: bool = False
+    staleness: int = 0  # versions pushed since the one that sampled this batch
+
+
+@dataclass
+class Pending:
+    """Rollouts of a coming step, sampled while the current one trains (--async-rollouts)."""
+    step: int
+    prompts: list
+    version: int
+    future: concurrent.futures.Future
 
 
 class EndpointRollout:
     """Called by TRL as `rollout_func(prompts, trainer)`; returns prompt/completion ids and logprobs."""
 
-    def __init__(self, loop: BackgroundLoop, sync: WeightSync, params: dict, seed: int, eos_token_id: int):
+    def __init__(self, loop: BackgroundLoop, sync: WeightSync, params: dict, seed: int, eos_token_id: int,
+                 prefetch: bool = False):
         self.loop, self.sync, self.params = loop, sync, params
         self.seed, self.eos = seed, eos_token_id
         self.stats = RolloutStats()
+        # --async-rollouts: `lookahead(step)` gives (next rollout step, its prompts) or None; the trainer sets it
+        self.prefetch = prefetch
+        self.lookahead: Callable[[int], tuple[int, list] | None] | None = None
+        self.pending: Pending | None = None
+        self.waited = 0.0  # time spent waiting for a prefetch before a push (the push must not race it)
 
     def request_seed(self, step: int, process: int, group: int) -> int:
         """A seed per request: reruns sample the same completions (vLLM offsets it per choice)."""
@@ -73,19 +93,55 @@ class EndpointRollout:
 
     async def _generate(self, groups: list[tuple[Any, int]], step: int, process: int):
         client = self.loop.client
+        t0 = time.perf_counter()
         jobs = [client.generate(self.sync.name, p, n=n, cache=False, seed=self.request_seed(step, process, i),
                                 **self.params, **logprob_params(p))
                 for i, (p, n) in enumerate(groups)]
-        return await asyncio.gather(*jobs)
+        gens = await asyncio.gather(*jobs)
+        return gens, time.perf_counter() - t0
+
+    def wait_pending(self) -> None:
+        """Block until the prefetched rollouts are in. WeightSync calls this before each push: every
+        request of a prefetch must run on the version it was sent to, not the one being pushed."""
+        if self.pending is not None and not self.pending.future.done():
+            t0 = time.perf_counter()
+            concurrent.futures.wait([self.pending.future])
+            self.waited += time.perf_counter() - t0
+
+    def _take_pending(self, step: int, prompts: list):
+        """The prefetched batch if it is for this step and these prompts, else None (then the batch is
+        sampled now: a prefetch is a guess at what TRL asks for next, checked here)."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return None
+        result = pending.future.result()  # a failed prefetch raises here, in the trainer's thread
+        if pending.step != step or pending.prompts != prompts:
+            return None
+        return result, pending.version
+
+    def _launch_next(self, step: int, version: int, process: int) -> None:
+        nxt = self.lookahead(step) if self.prefetch and self.lookahead else None
+        if nxt is None:
+            return
+        next_step, next_prompts = nxt
+        coro = self._generate(prompt_groups(next_prompts), next_step, process)
+        self.pending = Pending(next_step, list(next_prompts), version, self.loop.submit(coro))
 
     def __call__(self, prompts: list, trainer) -> dict[str, list]:
         t0 = time.perf_counter()
         version = self.sync.version
         if version is None:  # TRL syncs before the first rollout; a direct call must have pushed too
             version = self.sync.sync_weights()
+        step, process = trainer.state.global_step, trainer.accelerator.process_index
         groups = prompt_groups(prompts)
-        gens = self.loop.run(self._generate(groups, trainer.state.global_step, trainer.accelerator.process_index))
-        check_versions(gens, self.sync.name, version)
+        taken = self._take_pending(step, list(prompts))
+        if taken is not None:
+            (gens, gen_seconds), sampled_by = taken
+        else:
+            gens, gen_seconds = self.loop.run(self._generate(groups, step, process))
+            sampled_by = version
+        check_versions(gens, self.sync.name, sampled_by)
+        self._launch_next(step, version, process)  # samples the next step from the version just pushed
         out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": []}
         for (_, n), g in zip(groups, gens):
             if g.token_ids is None or g.prompt_token_ids is None:
@@ -101,6 +157,8 @@ class EndpointRollout:
                 out["prompt_ids"].append(list(g.prompt_token_ids))
                 out["completion_ids"].append(ids)
                 out["logprobs"].append([None if lp is None else float(lp) for lp in lps])
-        self.stats = RolloutStats(time.perf_counter() - t0, sum(len(c) for c in out["completion_ids"]), version,
-                                  gens[0].engine_model if gens else None, self.stats.calls + 1)
+        waited, self.waited = self.waited, 0.0
+        self.stats = RolloutStats(time.perf_counter() - t0 + waited, sum(len(c) for c in out["completion_ids"]),
+                                  sampled_by, gens[0].engine_model if gens else None, self.stats.calls + 1,
+                                  gen_seconds, taken is not None, version - sampled_by)
         return out

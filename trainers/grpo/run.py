@@ -96,7 +96,12 @@ def build(cfg: GRPOSettings, endpoint: Endpoint, loop: BackgroundLoop):
         torch.set_num_threads(cfg.cpu_threads)
     set_seed(cfg.seed)  # the fresh LoRA's A matrices are random: the same seed, the same run
     model, tok = load_policy(cfg.model, cfg)
-    rollout = EndpointRollout(loop, None, params, cfg.seed, tok.eos_token_id)
+    if cfg.async_rollouts and world > 1:
+        raise TrainError("--async-rollouts runs in one process: each accelerate process would need its own "
+                         "slice of the next batch")
+    if cfg.async_rollouts and cfg.importance_sampling == "none":
+        log.warning("--async-rollouts with --importance-sampling none: rollouts one update old are not corrected")
+    rollout = EndpointRollout(loop, None, params, cfg.seed, tok.eos_token_id, prefetch=cfg.async_rollouts)
     work = Path(cfg.out) / "policy"
     trainer = EndpointGRPOTrainer(
         model=model, reward_funcs=funcs, args=args, train_dataset=train_dataset(samples, cfg.prompts_per_step),
@@ -147,7 +152,10 @@ def run_grpo(cfg: GRPOSettings, endpoint: Endpoint) -> dict:
             if ev:
                 ev.forget_after(done)
             (out / "grpo_config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
-        trainer.train(resume_from_checkpoint=ckpt)
+        try:
+            trainer.train(resume_from_checkpoint=ckpt)
+        finally:
+            trainer.rollout.wait_pending()  # no request in flight when the loop closes
         if not trainer.is_world_process_zero():
             return {}
         model = trainer.accelerator.unwrap_model(trainer.model)

@@ -32,8 +32,11 @@ class WeightSync:
         self.work_dir, self.base_name = Path(work_dir), base_name
         self.version: int | None = None
         self.seconds = 0.0  # time of the last sync, for the step's telemetry
+        self.before_push = None  # EndpointRollout.wait_pending: no prefetch in flight across a push
 
     def sync_weights(self) -> int:
+        if self.before_push is not None:
+            self.before_push()
         t0 = time.perf_counter()
         acc = self.trainer.accelerator
         version = None

@@ -47,7 +47,24 @@ class EpochSeededSampler(RepeatSampler):
 
     def set_epoch(self, epoch: int) -> None:
         if self.shuffle:
-            self.generator.manual_seed((self.seed or 0) * 1_000_003 + epoch)
+            self.generator.manual_seed(self._epoch_seed(epoch))
+
+    def _epoch_seed(self, epoch: int) -> int:
+        return (self.seed or 0) * 1_000_003 + epoch
+
+    def chunk_at(self, index: int) -> list[int]:
+        """The dataset rows of rollout batch `index` (counted over epochs): what `__iter__` yields
+        then, computed ahead, since each epoch's order depends on (seed, epoch) only."""
+        import torch
+
+        per_epoch = self.num_samples // self.batch_size
+        epoch, k = divmod(index, per_epoch)
+        if self.shuffle:
+            order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self._epoch_seed(epoch)))
+            order = order.tolist()
+        else:
+            order = list(range(self.num_samples))
+        return order[k * self.batch_size:(k + 1) * self.batch_size]
 
 
 class EndpointGRPOTrainer(GRPOTrainer):
@@ -56,6 +73,8 @@ class EndpointGRPOTrainer(GRPOTrainer):
         super().__init__(*args, rollout_func=rollout, **kwargs)
         self.weight_sync: WeightSync = sync_factory(self)
         rollout.sync = self.weight_sync
+        rollout.lookahead = self.lookahead
+        self.weight_sync.before_push = rollout.wait_pending
         self.rollout, self.rewards_log, self.clock = rollout, rewards_log, StepClock()
         self.extra_logs: dict[str, float] = {}  # e.g. the in-loop eval's metrics for this step
         self._logged_calls = 0  # rollouts already reported: a step without one reports no generation
@@ -69,9 +88,26 @@ class EndpointGRPOTrainer(GRPOTrainer):
 
     def _get_train_sampler(self, dataset=None):
         base = super()._get_train_sampler(dataset)
-        return EpochSeededSampler(data_source=base.data_source, mini_repeat_count=base.mini_repeat_count,
-                                  batch_size=base.batch_size, repeat_count=base.repeat_count,
-                                  shuffle=base.shuffle, seed=base.seed)
+        self.sampler = EpochSeededSampler(data_source=base.data_source, mini_repeat_count=base.mini_repeat_count,
+                                          batch_size=base.batch_size, repeat_count=base.repeat_count,
+                                          shuffle=base.shuffle, seed=base.seed)
+        return self.sampler
+
+    def steps_per_rollout(self) -> int:
+        """Optimizer steps trained on one rollout batch (minibatches x ppo_epochs)."""
+        return self.args.steps_per_generation * self.num_iterations // self.args.gradient_accumulation_steps
+
+    def lookahead(self, step: int) -> tuple[int, list] | None:
+        """(optimizer step, prompts) of the rollout batch after the one at `step`, or None past the
+        end. One process only: under accelerate each process gets a slice this does not compute."""
+        if self.accelerator.num_processes > 1 or getattr(self, "sampler", None) is None:
+            return None
+        per = self.steps_per_rollout()
+        nxt = (step // per + 1) * per
+        if nxt >= self.args.max_steps:
+            return None
+        rows = self.sampler.chunk_at(nxt // per)
+        return nxt, [self.train_dataset[i]["prompt"] for i in rows for _ in range(self.sampler.mini_repeat_count)]
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Also restore the trained adapter. With beta > 0 TRL adds a frozen "ref" adapter, so
@@ -98,15 +134,20 @@ class EndpointGRPOTrainer(GRPOTrainer):
 
     def telemetry(self) -> dict[str, float]:
         """Phase times of the step just finished (a step without a rollout reports 0 for sync and
-        generation), sampled tokens/s and the adapter version the rollouts came from."""
+        generation), sampled tokens/s and the adapter version the rollouts came from. time_generation
+        is what the step waited for its rollouts; with --async-rollouts most of the engine's time
+        (time_generation_engine) ran while the previous step trained."""
         stats, fresh = self.rollout.stats, self.rollout.stats.calls > self._logged_calls
         self._logged_calls = stats.calls
         out = {"time_sync": self.weight_sync.seconds if fresh else 0.0,
                "time_generation": stats.seconds if fresh else 0.0, **self.rewards_log.pop(),
                "time_step": self.clock.last, **self.extra_logs}
         out["time_train"] = max(out["time_step"] - out["time_sync"] - out["time_generation"] - out["time_scoring"], 0.0)
-        if fresh and stats.seconds > 0:
-            out["sampled_tokens_per_s"] = stats.completion_tokens / max(out["time_generation"], 1e-9)
+        if fresh and stats.generation_seconds > 0:
+            out["sampled_tokens_per_s"] = stats.completion_tokens / stats.generation_seconds
+            out["time_generation_engine"] = stats.generation_seconds  # overlapped with training when prefetched
+            out["rollout_prefetched"] = float(stats.prefetched)
+            out["rollout_staleness"] = stats.staleness
         if stats.version is not None:
             out["adapter_version"] = stats.version
         self.extra_logs = {}
