@@ -26,7 +26,7 @@ LORA_RANK = 16  # the server's --max-lora-rank must be at least the adapters' ra
 
 @dataclass(frozen=True)
 class DemoSize:
-    pretrain_seconds: float
+    pretrain_steps: int
     n_test: int
     n_train: int
     n_sft: int
@@ -40,9 +40,9 @@ class DemoSize:
 # not enough to tie it to the arithmetic; GRPO on the rule reward then has correctness to win.
 # (With 150 SFT steps over 1024 demonstrations SFT already reached what the model's arithmetic
 # allows, and 30-40 GRPO steps gained nothing: measured with TRL's plain trainer and with ours.)
-FULL = DemoSize(pretrain_seconds=210, n_test=200, n_train=1024, n_sft=120, sft_steps=15, grpo_steps=40,
+FULL = DemoSize(pretrain_steps=250, n_test=200, n_train=1024, n_sft=120, sft_steps=15, grpo_steps=40,
                 grpo_prompts=16, grpo_generations=8)
-FAST = DemoSize(pretrain_seconds=80, n_test=64, n_train=128, n_sft=512, sft_steps=80, grpo_steps=4,
+FAST = DemoSize(pretrain_steps=100, n_test=64, n_train=128, n_sft=512, sft_steps=80, grpo_steps=4,
                 grpo_prompts=4, grpo_generations=8)
 GRPO_LR = 3e-4  # measured: 1e-3 gained +0.025 accuracy over SFT (p=0.06), 3e-4 +0.04 (p=0.009)
 
@@ -74,7 +74,7 @@ class Demo:
         data = write_data(self.workdir / "data", s.n_test, s.n_train, s.n_sft)
         held_out = {p["question"] for p in problems(s.n_test, seed=1)}  # the test set, as write_data draws it
         cached = (self.model_dir / "pretrain.json").exists()
-        pretrain(self.model_dir, seconds=s.pretrain_seconds, exclude=held_out)
+        pretrain(self.model_dir, steps=s.pretrain_steps, exclude=held_out)
         info = json.loads((self.model_dir / "pretrain.json").read_text())
         self.console.print(f"model {self.model_dir} ({'cached' if cached else 'built'}: {info['steps']} steps, "
                            f"final loss {info['final_loss']:.3f})")
@@ -106,7 +106,7 @@ class Demo:
         _invoke(train, ["grpo", "--model", self.model_dir, "--task", "gsm8k", "--data", data, "--out", out,
                         "--init", init, "--name", "grpo", "--steps", s.grpo_steps, "--prompts-per-step",
                         s.grpo_prompts, "--num-generations", s.grpo_generations, "--learning-rate", GRPO_LR,
-                        "--max-tokens", 32, "--beta", 0, "--cpu-threads", 1, "--micro-batch-size", 64,
+                        "--max-tokens", 32, "--beta", 0, "--cpu-threads", 2, "--micro-batch-size", 64,
                         "--rewards", "reward,format_reward", "--reward-weights", "1,0",  # format: logged only
                         "--report-to", "none",
                         "--save-every", 1000, "--base-url", self.url])
