@@ -16,7 +16,8 @@ SERVE_FIELDS = ["host", "port", "api_key", "admin_key", "adapter_store", "log_di
                 "max_body_bytes", "request_timeout", "results_dir", "jobs_dir", "max_concurrent_jobs",
                 "max_file_bytes", "job_cpu_threads"]
 ENGINE_FIELDS = ["name", "replicas", "max_model_len", "max_num_seqs", "dtype", "quantization",
-                 "tensor_parallel_size", "max_lora_rank", "max_loras", "base_via_zero_adapter", "startup_timeout"]
+                 "tensor_parallel_size", "max_lora_rank", "max_loras", "base_via_zero_adapter", "startup_timeout",
+                 "tool_call_parser", "enable_auto_tool_choice", "reasoning_parser", "chat_template"]
 
 
 class CLIError(click.ClickException):

@@ -11,7 +11,8 @@ from .errors import install_error_handlers
 from .jobs.scheduler import Scheduler
 from .lifecycle import Runtime
 from .metrics import Metrics
-from .routers import adapters, completions, embeddings, files, fine_tuning, health, models, runs, ui
+from .routers import (adapters, completions, embeddings, files, fine_tuning, health, messages, models, responses, runs,
+                      scoring, tokenize, ui)
 from .routing import ModelRouter
 from .settings import ServeSettings
 
@@ -48,6 +49,7 @@ def create_app(settings: ServeSettings, runtime: Runtime | None = None) -> FastA
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (completions, embeddings, models, adapters, files, fine_tuning, health, runs, ui):
+    for module in (completions, responses, messages, tokenize, scoring, embeddings, models, adapters, files,
+                   fine_tuning, health, runs, ui):
         app.include_router(module.router)
     return app

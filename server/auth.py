@@ -1,4 +1,5 @@
 """Bearer-key checks: `api_key` guards /v1 traffic, `admin_key` guards adapter operations.
+A request without an Authorization header may send the key as `x-api-key`, as Anthropic's SDK does.
 
 The checks are async on purpose: FastAPI runs a sync dependency in a worker thread,
 a thread hop per request that cost ~13% of the gateway's CPU on the proxy path."""
@@ -15,7 +16,11 @@ from .errors import Forbidden, Unauthorized
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if not header:  # Anthropic's clients send the key as `x-api-key` (for /v1/messages)
+        return request.headers.get("x-api-key", "").strip() or None
+    return None
 
 
 def _eq(a: str | None, b: str | None) -> bool:

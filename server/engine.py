@@ -69,6 +69,20 @@ def cpu_scheduler_args(c: EngineConfig) -> list[str]:
     return args
 
 
+def chat_args(c: EngineConfig) -> list[str]:
+    """Tool calling, reasoning and the chat template, as vLLM flags."""
+    args = []
+    if c.tool_call_parser:
+        args += ["--tool-call-parser", c.tool_call_parser]
+        if c.enable_auto_tool_choice is not False:
+            args.append("--enable-auto-tool-choice")
+    if c.reasoning_parser:
+        args += ["--reasoning-parser", c.reasoning_parser]
+    if c.chat_template:
+        args += ["--chat-template", c.chat_template]
+    return args
+
+
 # vLLM's API-server default for max_num_seqs on CPU, per tensor-parallel rank
 # (vllm/engine/arg_utils.py, get_batch_defaults). GPU defaults depend on the device's memory.
 VLLM_CPU_MAX_NUM_SEQS = 128
@@ -125,7 +139,7 @@ class EngineProcess:
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank), "--max-loras", str(c.max_loras)]
         if self.kv_cache_bytes:
             cmd += ["--kv-cache-memory-bytes", str(self.kv_cache_bytes)]
-        return cmd + cpu_scheduler_args(c) + list(c.extra_args)
+        return cmd + chat_args(c) + cpu_scheduler_args(c) + list(c.extra_args)
 
     def environment(self) -> dict[str, str]:
         extra = self.config.replica_env[self.index] if self.index < len(self.config.replica_env) else {}

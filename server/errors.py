@@ -93,6 +93,16 @@ class UpstreamError(EvalctlError):
         self.status = status
 
 
+class RouteNotServed(UpstreamError):
+    """The engine behind the model does not serve this route (vLLM registers routes per task:
+    no rerank on a generate model, no Responses API on an embedder)."""
+
+    type, code = "invalid_request_error", "unsupported_route"
+
+    def __init__(self, message: str, status: int = 404):
+        super().__init__(message, status)
+
+
 def error_body(message: str, type_: str, param: str | None = None, code: str | int | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 

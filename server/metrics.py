@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+_KINDS = {b"input": "prompt", b"output": "completion"}  # the Responses and Messages APIs' names
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -32,7 +33,7 @@ class Metrics:
         if status >= 400:
             self.errors.labels(model, f"http_{status}").inc()
         for kind, n in usage:  # a stream reports usage once; a response body once per request
-            self.tokens.labels(model, kind.decode()).inc(int(n))
+            self.tokens.labels(model, _KINDS.get(kind, kind.decode())).inc(int(n))
 
     def retry(self, engine: str, reason: str) -> None:
         self.retries.labels(engine, reason).inc()

@@ -72,6 +72,49 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = Field(None, ge=1)
 
 
+class RoutedRequest(BaseModel):
+    """A request the gateway only routes: `model` picks the engine, the rest is the engine's to check."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: StrictStr = Field(min_length=1)
+    stream: StrictBool | None = None
+
+
+class ResponsesRequest(RoutedRequest):
+    input: StrictStr | list[dict[str, Any]] | None = None
+    instructions: StrictStr | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+
+
+class MessagesRequest(RoutedRequest):
+    """Anthropic's Messages API, as vLLM serves it."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: int = Field(ge=1)
+
+
+class CountTokensRequest(RoutedRequest):
+    messages: list[dict[str, Any]] = Field(min_length=1)
+
+
+class TokenizeRequest(RoutedRequest):
+    prompt: StrictStr | None = None
+    messages: list[ChatMessage] | None = None
+
+
+class DetokenizeRequest(RoutedRequest):
+    tokens: list[Annotated[int, Field(ge=0, le=2**63 - 1)]]
+
+
+class RerankRequest(RoutedRequest):
+    query: StrictStr | dict[str, Any]
+    documents: list[Any] | dict[str, Any]
+    top_n: int | None = Field(None, ge=0)
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"

@@ -17,11 +17,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from .engine import EngineGroup, Replica, refused
-from .errors import BadRequest, EngineUnavailable, describe_validation_error, InvalidJSON, PayloadTooLarge, UpstreamError
+from .errors import (BadRequest, EngineUnavailable, describe_validation_error, InvalidJSON, PayloadTooLarge,
+                     RouteNotServed, UpstreamError)
 from .extensions import SamplingExtensions, check as check_extensions
 from .routing import Target
 
-_USAGE = re.compile(rb'"(prompt|completion)_tokens":\s*(\d+)')
+# Chat, completions and pooling count prompt/completion tokens; the Responses and Messages APIs input/output.
+_USAGE = re.compile(rb'"(prompt|completion|input|output)_tokens":\s*(\d+)')
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -84,6 +86,41 @@ async def forward(request: Request, path: str, schema: type[BaseModel],
         raise
 
 
+async def forward_to_owner(request: Request, path: str, endpoint: str) -> Response:
+    """A request that names no model but an object one engine holds (a stored response's id):
+    asked of every live generate replica in turn; the first that does not answer 404 owns it.
+    When none does, the client gets the last engine's 404. `endpoint` is the metrics label."""
+    state = request.app.state
+    content = await read_body(request, state.settings.max_body_bytes) if request.method == "POST" else b""
+    query = request.url.query
+    stream = request.query_params.get("stream", "").lower() in ("1", "true")
+    candidates = [(Target(g.name, g, g.name), r) for g in state.router.groups.values()
+                  if g.config.runner == "generate" for r in g.live()]
+    if not candidates:
+        raise EngineUnavailable("no generate engine is available")
+    t0, miss = time.perf_counter(), None
+    for target, replica in candidates:
+        replica.outstanding += 1
+        try:
+            reply = await _unless_disconnected(request, _attempt(
+                replica, target.group.name, f"{path}?{query}" if query else path, content, stream,
+                state.metrics, request.method))
+        except _Dropped:
+            replica.outstanding -= 1
+            continue
+        except BaseException:
+            replica.outstanding -= 1
+            raise
+        if miss is not None:
+            miss[1].outstanding -= 1
+        if reply.resp.status_code != 404:
+            return _respond(state, endpoint, target, replica, reply, t0)
+        miss = (target, replica, reply)
+    if miss is None:
+        raise EngineUnavailable("no generate engine answered")
+    return _respond(state, endpoint, *miss, t0)
+
+
 # A timeout means the engine is slow, not gone: retrying would double the wait.
 _NO_RETRY = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
 
@@ -108,10 +145,12 @@ def _why(e: httpx.TransportError) -> str:
     return type(e.__cause__ or e).__name__  # aiohttp's own error: httpx-aiohttp calls most ConnectTimeout
 
 
-async def _exchange(client: httpx.AsyncClient, path: str, content: bytes, stream: bool) -> _Reply:
+async def _exchange(client: httpx.AsyncClient, path: str, content: bytes, stream: bool,
+                    method: str = "POST") -> _Reply:
     """Send on `client` and read up to the point of no return: the whole body, or the
     first chunk of a stream (until then nothing has been sent to the client)."""
-    upstream = client.build_request("POST", path, content=content, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"} if content else {}
+    upstream = client.build_request(method, path, content=content or None, headers=headers)
     resp, keep = None, False
     try:
         resp = await client.send(upstream, stream=True)
@@ -126,11 +165,12 @@ async def _exchange(client: httpx.AsyncClient, path: str, content: bytes, stream
             await resp.aclose()
 
 
-async def _attempt(replica: Replica, group: str, path: str, content: bytes, stream: bool, metrics) -> _Reply:
+async def _attempt(replica: Replica, group: str, path: str, content: bytes, stream: bool, metrics,
+                   method: str = "POST") -> _Reply:
     """One request to one replica: on a pooled connection, then once more on a new one."""
     try:
         try:
-            return await _exchange(replica.client, path, content, stream)
+            return await _exchange(replica.client, path, content, stream, method)
         except _NO_RETRY:
             raise
         except httpx.TransportError as e:
@@ -141,7 +181,7 @@ async def _attempt(replica: Replica, group: str, path: str, content: bytes, stre
             # the first write; aiohttp retries only idempotent methods. That says nothing about the
             # replica: only a failure on a new connection counts against it.
             metrics.retry(group, "stale_connection")
-        return await _exchange(replica.fresh_client(), path, content, stream)
+        return await _exchange(replica.fresh_client(), path, content, stream, method)
     except _NO_RETRY as e:
         raise EngineUnavailable(f"engine {group!r} at {replica.url} timed out: {type(e).__name__}") from None
     except httpx.TransportError as e:
@@ -236,6 +276,10 @@ def _respond(state, path: str, target: Target, replica: Replica, reply: _Reply, 
                                  media_type="text/event-stream", headers=headers)
     if resp.status_code >= 400 and not _is_openai_error(content):
         finish(resp.status_code)
+        if resp.status_code in (404, 405):  # vLLM registers a route only for the tasks its model has
+            raise RouteNotServed(f"model {target.public!r} (engine {target.group.name!r}) does not serve {path}: "
+                                 f"the engine answered {resp.status_code} {content[:200].decode(errors='replace')}",
+                                 status=resp.status_code)
         raise UpstreamError(f"engine {target.group.name!r} answered {resp.status_code}: {content[:300]!r}",
                             502 if resp.status_code >= 500 else resp.status_code)
     finish(resp.status_code, content)

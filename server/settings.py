@@ -67,6 +67,19 @@ class EngineConfig(BaseModel):
             "(/v1/engines says which and why)."
         ),
     )
+    tool_call_parser: str | None = Field(
+        None, description="vLLM --tool-call-parser: how the model's tool calls are parsed from its output "
+        "(hermes for Qwen2.5, llama3_json, mistral, ...); turns on auto tool choice unless "
+        "enable_auto_tool_choice is false.")
+    enable_auto_tool_choice: bool | None = Field(
+        None, description="vLLM --enable-auto-tool-choice: the model decides when to call a tool "
+        "(tool_choice: auto). Needs tool_call_parser. Default: on when tool_call_parser is set.")
+    reasoning_parser: str | None = Field(
+        None, description="vLLM --reasoning-parser: split the model's reasoning into `reasoning_content` "
+        "(deepseek_r1, qwen3, ...).")
+    chat_template: str | None = Field(
+        None, description="vLLM --chat-template: a Jinja chat template (file path or the template itself) "
+        "instead of the tokenizer's.")
     extra_args: list[str] = Field(default_factory=list, description="More vLLM CLI arguments, passed as given.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables for the vLLM processes.")
     replica_env: list[dict[str, str]] = Field(
@@ -86,6 +99,8 @@ class EngineConfig(BaseModel):
             raise ValueError("give either `model` or `upstream` for an engine, not both")
         if len(self.replica_env) > self.replicas:
             raise ValueError(f"replica_env has {len(self.replica_env)} entries for {self.replicas} replicas")
+        if self.enable_auto_tool_choice and not self.tool_call_parser:
+            raise ValueError("enable_auto_tool_choice needs tool_call_parser (e.g. hermes for Qwen2.5)")
         if external > 1:
             raise ValueError("give either `urls` or `discover` for an engine, not both")
         if self.discover and ":" not in self.discover.rpartition("]")[2]:
