@@ -26,6 +26,8 @@ sys.path.insert(0, str(REPO))
 
 DEMO = REPO / ".cache" / "demo"
 
+from evalctl.demo import GRPO_LR  # noqa: E402
+
 
 def settings(args, out: Path, name: str):
     from trainers.config import GRPOSettings
@@ -33,8 +35,8 @@ def settings(args, out: Path, name: str):
     return GRPOSettings(model=str(args.model), task="gsm8k", data=args.data, out=out, name=name, init=args.sft,
                         steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
                         learning_rate=args.lr, beta=0.0, max_tokens=args.max_tokens, temperature=1.0,
-                        lora_r=16, lora_alpha=32, report_to="none", save_every=10_000, cpu_threads=1,
-                        seed=args.seed, micro_batch_size=args.micro_batch)
+                        lora_r=16, lora_alpha=32, report_to="none", save_every=10_000, cpu_threads=args.threads,
+                        seed=args.seed, micro_batch_size=args.micro_batch, async_rollouts=args.async_rollouts)
 
 
 def stop_at(text: str, stop: str = "</answer>") -> str:
@@ -62,7 +64,7 @@ def run_trl(args, out: Path) -> dict:
     def reward(completions, answer, **_):
         return scorer([stop_at(c) for c in completions], answer=answer)
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     params = rollout_params(task, cfg.temperature, cfg.top_p, cfg.max_tokens)
     targs = grpo_config(cfg, params, [1.0], 1)
     set_seed(cfg.seed)
@@ -156,7 +158,10 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--micro-batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=GRPO_LR, help="default: the demo's")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of both trainers (TRL runs alone; "
+                    "evalctl's synchronous steps train while the engine waits)")
+    ap.add_argument("--async-rollouts", action="store_true", help="evalctl samples the next step while one trains")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "grpo_vs_trl")
