@@ -7,9 +7,11 @@ The result is cached: a directory with `pretrain.json` (written last) is reused 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -94,8 +96,15 @@ def pretrain(out_dir: Path, *, steps: int, exclude: set[str], hidden: int = 128,
     from transformers import Qwen2ForCausalLM
 
     out_dir = Path(out_dir)
-    if (out_dir / "pretrain.json").exists():  # written last: marks a finished build
-        return out_dir
+    held_out = hashlib.sha1("\n".join(sorted(exclude)).encode()).hexdigest()[:12]
+    done = out_dir / "pretrain.json"  # written last: marks a finished build
+    if done.exists():
+        info = json.loads(done.read_text())
+        if info.get("steps") == steps and info.get("held_out") == held_out:
+            return out_dir
+        # another test set or step count: a cached model may have seen the new held-out questions
+        log.info("rebuilding %s: it was pretrained for another step count or held-out set", out_dir)
+        shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     torch.set_num_threads(1)  # 2 threads on 2 busy cores measured 20x slower per step than 1
@@ -107,5 +116,5 @@ def pretrain(out_dir: Path, *, steps: int, exclude: set[str], hidden: int = 128,
     model.save_pretrained(out_dir, safe_serialization=True)
     gen = {"eos_token_id": model.config.eos_token_id, "pad_token_id": model.config.pad_token_id}
     (out_dir / "generation_config.json").write_text(json.dumps(gen))
-    (out_dir / "pretrain.json").write_text(json.dumps(info))
+    done.write_text(json.dumps({**info, "held_out": held_out}))
     return out_dir

@@ -59,3 +59,18 @@ def test_demo_fast_runs_every_stage(tmp_path):
     fmt = {k: v["format_rate"]["mean"] for k, v in summary["metrics"].items()}
     assert fmt["sft"] > fmt["base"] + 0.5, fmt  # SFT teaches the r1_zero format the base never saw
     assert "format_rate" in proc.stdout and "vs sft" in proc.stdout and "one-sided paired bootstrap" in proc.stdout
+
+
+def test_cached_model_is_rebuilt_for_another_held_out_set(tmp_path):
+    """A model pretrained with other questions held out may have seen the new test set."""
+    from evalctl.demo_pretrain import pretrain
+
+    out = tmp_path / "model"
+    pretrain(out, steps=2, exclude={"What is 1 + 1?"})
+    first = (out / "pretrain.json").read_text()
+    pretrain(out, steps=2, exclude={"What is 1 + 1?"})
+    assert (out / "pretrain.json").read_text() == first  # reused
+    pretrain(out, steps=2, exclude={"What is 2 + 2?"})
+    assert json.loads((out / "pretrain.json").read_text())["held_out"] != json.loads(first)["held_out"]
+    pretrain(out, steps=3, exclude={"What is 2 + 2?"})
+    assert json.loads((out / "pretrain.json").read_text())["steps"] == 3
