@@ -22,6 +22,9 @@ from tests.server.test_resilience import engine_url
 ROUNDS, N, CONCURRENCY = 3, 96, 16
 KEEP_ALIVE = float(os.environ.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", 5))  # vLLM's uvicorn keep-alive
 LONG = {"model": "tiny", "prompt": "Ann has", "max_tokens": 480, "ignore_eos": True, "temperature": 0}
+# 64 x 480 tokens: long enough on the tiny model (one 480-token sequence decoded in well under a
+# second, before an abort could land) to see whether the engine stops when the client leaves.
+ABANDONED = {**LONG, "n": 64, "temperature": 1.0, "seed": 0}
 
 
 async def one_round(client: httpx.AsyncClient, url: str, headers: dict) -> collections.Counter:
@@ -99,12 +102,10 @@ def disconnects(gateway) -> float:
 
 
 @pytest.mark.engine
-# Measured failing after the engine self-test took base traffic off the zero adapter: the tiny base
-# now decodes its 480 tokens in well under a second, the abort lands after it (480 of 480 tokens,
-# also with n=4 on a LoRA adapter: 1920 of 1920), and vLLM's API server on 2 busy cores sometimes
-# sends a whole generation in one burst. Kept as a measurement, not a gate, until it gets a
-# generation long enough to watch (a model with a larger max_model_len).
-@pytest.mark.xfail(reason="generation on the tiny model ends before the abort can land (see comment)", strict=False)
+# An open bug, measured with the 64 x 480-token request: after the client left, the engine went on to
+# 18235 of 30720 tokens (non-streaming) and 30720 of 30720 (streaming). The gateway closes its engine
+# connection (aiohttp, force_close) when the client leaves, yet vLLM 0.32's API server did not abort.
+@pytest.mark.xfail(reason="vLLM keeps generating after the gateway drops the connection (see comment)", strict=False)
 @pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "streaming"])
 def test_client_that_leaves_frees_the_engine(gateway, stream):
     engine, auth = engine_url(gateway), {"Authorization": f"Bearer {gateway.api_key}"}
@@ -114,8 +115,8 @@ def test_client_that_leaves_frees_the_engine(gateway, stream):
         async with httpx.AsyncClient(base_url=gateway.url, headers=auth, timeout=120) as c:
             async def request():
                 if not stream:
-                    return await c.post("/v1/completions", json=LONG)
-                async with c.stream("POST", "/v1/completions", json={**LONG, "stream": True}) as r:
+                    return await c.post("/v1/completions", json=ABANDONED)
+                async with c.stream("POST", "/v1/completions", json={**ABANDONED, "stream": True}) as r:
                     async for _ in r.aiter_lines():
                         pass
 
@@ -125,7 +126,8 @@ def test_client_that_leaves_frees_the_engine(gateway, stream):
             return tokens, after, time.monotonic() - t0
 
     tokens, after, seconds = asyncio.run(run())
-    assert tokens < LONG["max_tokens"] / 2, f"{tokens:.0f} tokens: the engine went on for a client that left"
+    total = ABANDONED["n"] * ABANDONED["max_tokens"]
+    assert tokens < total / 2, f"{tokens:.0f} of {total} tokens: the engine went on for a client that left"
     assert after.status_code == 200 and seconds < 10  # not queued behind the abandoned generation
     assert disconnects(gateway) == gone_before + 1
     with open(gateway.process.log_path, errors="replace") as f:

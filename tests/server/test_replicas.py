@@ -318,7 +318,7 @@ def test_restarted_replica_gets_adapters_before_traffic(two, adapter_dirs):
         t.start()
     try:
         restarted = wait_for(lambda: next((e for e in engines(two.url) if e["label"] == "tiny[1]"
-                                           and e["state"] == UP), None), 420, "the gateway to restart tiny[1]")
+                                           and e["state"] == UP), None), 900, "the gateway to restart tiny[1]")
         wait_for(lambda: any(rep == "tiny[1]" for _, rep, _ in seen), 60, "traffic on the restarted replica")
     finally:
         stop.set()
