@@ -37,7 +37,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evalctl.process import ServerProcess  # noqa: E402
+from evalctl.process import ServerProcess, wait_healthy  # noqa: E402
 from evaluators import runner  # noqa: E402
 from evaluators.cli import load_samples  # noqa: E402
 from evaluators.data import data_root  # noqa: E402
@@ -117,16 +117,10 @@ class PlainVLLM:
         with open(self.log, "ab") as f:
             self.proc = subprocess.Popen(self.cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **ENV},
                                          start_new_session=True)
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                sys.exit(f"vLLM exited with code {self.proc.returncode}; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+        if wait_healthy(self.proc, self.url, 900):
+            return self
+        if self.proc.poll() is not None:
+            sys.exit(f"vLLM exited with code {self.proc.returncode}; see {self.log}")
         self.__exit__()
         sys.exit(f"vLLM was not healthy after 900 s; see {self.log}")
 

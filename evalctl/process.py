@@ -31,6 +31,19 @@ def serve_failure(log_path: Path) -> str:
     return errors[-1][len("Error: "):] if errors else failure_summary(log_path)
 
 
+def wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> bool:
+    """Poll `url`/health until it answers 200 (True), `proc` exits or `timeout` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 class ServerProcess:
     def __init__(self, args: list[str], log_path: Path, port: int | None = None, env: dict | None = None):
         self.port = port or free_port()
@@ -47,17 +60,11 @@ class ServerProcess:
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(self.args, stdout=logf, stderr=subprocess.STDOUT, env=self.env,
                                          stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerStartError(f"evalctl serve exited with code {self.proc.returncode}: "
-                                       f"{serve_failure(self.log_path)} (serve log: {self.log_path})")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+        if wait_healthy(self.proc, self.url, timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise ServerStartError(f"evalctl serve exited with code {self.proc.returncode}: "
+                                   f"{serve_failure(self.log_path)} (serve log: {self.log_path})")
         self.stop()
         raise ServerStartError(f"evalctl serve not healthy after {timeout:.0f}s: {serve_failure(self.log_path)} "
                                f"(serve log: {self.log_path})")

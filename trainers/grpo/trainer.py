@@ -70,6 +70,7 @@ class EpochSeededSampler(RepeatSampler):
 class EndpointGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, sync_factory, rollout: EndpointRollout, rewards_log: StepRewards,
                  correct_mismatch: bool, **kwargs):
+        self.sampler: EpochSeededSampler | None = None  # built by transformers when training starts
         super().__init__(*args, rollout_func=rollout, **kwargs)
         self.weight_sync: WeightSync = sync_factory(self)
         rollout.sync = self.weight_sync
@@ -100,7 +101,7 @@ class EndpointGRPOTrainer(GRPOTrainer):
     def lookahead(self, step: int) -> tuple[int, list] | None:
         """(optimizer step, prompts) of the rollout batch after the one at `step`, or None past the
         end. One process only: under accelerate each process gets a slice this does not compute."""
-        if self.accelerator.num_processes > 1 or getattr(self, "sampler", None) is None:
+        if self.accelerator.num_processes > 1 or self.sampler is None:
             return None
         per = self.steps_per_rollout()
         nxt = (step // per + 1) * per
