@@ -53,6 +53,7 @@ _FORMATTED_COMMA = re.compile(r"(\d)(,)(\d\d\d)($|\D)")
 _FRACTION = re.compile(r"^-?[0-9]+.?/0*[1-9][0-9]*.?$")
 _BAD_REGEXES = (re.compile(r"\^[0-9]+\^"), re.compile(r"\^[0-9][0-9]+"))
 _TUPLE_CHARS = "()[]"
+_INT_LITERAL = re.compile(r"-?(0|[1-9][0-9]{0,999})")  # as Python parses them (no leading 0), short
 
 
 class _Unnormalisable(Exception):
@@ -135,6 +136,8 @@ def _fix_a_slash_b(s: str) -> str:
 
 
 def _remove_unit_words(s: str) -> str:
+    if not any(ch.isalpha() for ch in s):
+        return s  # every unit pattern needs a letter (test_r1_grader checks): 540 regexes saved
     for _ in range(2):
         for pattern in _UNIT_RES:
             s = pattern.sub(r"\1\2", s) or s  # a substitution that empties the answer is skipped
@@ -338,6 +341,10 @@ def _elements_equal(gold: str, given: str) -> bool:
         return gold == given  # an unreduced fraction is not the answer
     if _str_is_int(gold) != _str_is_int(given):
         return False  # an integer gold wants an integer answer, with no simplification
+    if _INT_LITERAL.fullmatch(gold) and _INT_LITERAL.fullmatch(given):
+        # sympy's simplify((a)-(b)) == 0 on two integer literals is a == b; skipping it takes
+        # scoring a wrong GSM8K answer from ~5 ms to microseconds (most GRPO samples are wrong)
+        return int(gold) == int(given)
     return equal_under_sympy(gold, given)
 
 

@@ -8,6 +8,7 @@ with any numeric tolerance, or one that drops text after `</answer>`, fails rows
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -149,3 +150,20 @@ def test_hostile_answers_neither_hang_nor_raise(answer):
     start = time.monotonic()
     assert r1_zero_grade(said(answer), "\\frac{1}{2}") == (1.0, 0.0)
     assert time.monotonic() - start < 8.0
+
+
+def test_every_unit_pattern_needs_a_letter():
+    """_remove_unit_words skips letterless answers on this premise."""
+    from evaluators.scorers.r1_grader import _MATHQA_UNITS
+
+    assert all(any(ch.isalpha() for ch in re.sub(r"\\.", "", u)) for u in _MATHQA_UNITS)
+
+
+@pytest.mark.parametrize("gold, given", [("72", "72"), ("72", "73"), ("-5", "5"), ("0", "-0"), ("14400", "14401"),
+                                         ("1" * 40, "1" * 39 + "2"), ("007", "7"), ("-007", "-7"), ("10", "010")])
+def test_integer_shortcut_agrees_with_sympy(gold, given):
+    """Two integer literals skip sympy; its verdict on them must be the same."""
+    from evaluators.scorers.r1_grader import _elements_equal, equal_under_sympy
+
+    assert _elements_equal(gold, given) == equal_under_sympy(gold, given)
+
