@@ -14,7 +14,8 @@ from server.settings import ConfigError, EngineConfig, ServeSettings, load_setti
 
 SERVE_FIELDS = ["host", "port", "api_key", "admin_key", "adapter_store", "log_dir", "cpu_kv_cache_gib",
                 "max_body_bytes", "request_timeout", "results_dir", "jobs_dir", "max_concurrent_jobs",
-                "max_file_bytes", "job_cpu_threads"]
+                "max_file_bytes", "job_cpu_threads", "python_graders", "python_grader_timeout",
+                "python_grader_memory_mb"]
 ENGINE_FIELDS = ["name", "replicas", "max_model_len", "max_num_seqs", "dtype", "quantization",
                  "tensor_parallel_size", "max_lora_rank", "max_loras", "base_via_zero_adapter", "startup_timeout",
                  "tool_call_parser", "enable_auto_tool_choice", "reasoning_parser", "chat_template"]

@@ -11,8 +11,8 @@ from .errors import install_error_handlers
 from .jobs.scheduler import Scheduler
 from .lifecycle import Runtime
 from .metrics import Metrics
-from .routers import (adapters, completions, embeddings, files, fine_tuning, health, messages, models, responses, runs,
-                      scoring, tokenize, ui)
+from .routers import (adapters, completions, embeddings, files, fine_tuning, graders, health, messages, models,
+                      responses, runs, scoring, tokenize, ui)
 from .routing import ModelRouter
 from .settings import ServeSettings
 
@@ -50,6 +50,6 @@ def create_app(settings: ServeSettings, runtime: Runtime | None = None) -> FastA
     app.state.metrics = Metrics()
     install_error_handlers(app)
     for module in (completions, responses, messages, tokenize, scoring, embeddings, models, adapters, files,
-                   fine_tuning, health, runs, ui):
+                   fine_tuning, graders, health, runs, ui):
         app.include_router(module.router)
     return app

@@ -278,13 +278,68 @@ class DpoMethod(BaseModel):
     hyperparameters: DpoHyperparameters | None = None
 
 
+class ReinforcementHyperparameters(BaseModel):
+    """OpenAI's fields, mapped onto `evalctl train grpo` (docs/jobs-and-ui.md), and GRPO's as extensions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: Auto | Annotated[int, Field(ge=1)] = "auto"
+    learning_rate_multiplier: Auto | Annotated[float, Field(gt=0)] = "auto"
+    n_epochs: Auto | Annotated[int, Field(ge=1)] = "auto"
+    eval_interval: Auto | Annotated[int, Field(ge=1)] = "auto"
+    eval_samples: Auto | Annotated[int, Field(ge=1, le=16)] = "auto"
+    compute_multiplier: Auto | Annotated[float, Field(gt=0, le=16)] = "auto"
+    reasoning_effort: Literal["default", "low", "medium", "high"] | None = Field(
+        None, description="Accepted for OpenAI compatibility; only `default` applies (the model's own behaviour).")
+    max_steps: int | None = Field(None, ge=1, description="evalctl extension: stop after this many GRPO steps "
+                                  "(overrides n_epochs).")
+    num_generations: int | None = Field(None, ge=2, le=64, description="evalctl extension: the group size G "
+                                        "(overrides compute_multiplier).")
+    max_tokens: int | None = Field(None, ge=1, description="evalctl extension: completion length cap of the "
+                                   "rollouts and evaluations (default 256).")
+    temperature: float | None = Field(None, gt=0, le=2, description="evalctl extension: rollout temperature "
+                                      "(default 1.0).")
+    beta: float | None = Field(None, ge=0, description="evalctl extension: KL coefficient (default 0.04).")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] | None = Field(
+        None, description="evalctl extension: TRL's loss aggregation (default grpo).")
+    micro_batch_size: int | None = Field(None, ge=1, description="evalctl extension: sequences per "
+                                         "forward/backward (default 16).")
+    lora_rank: int | None = Field(None, ge=1, description="evalctl extension: LoRA rank (default: the smaller "
+                                  "of 16 and the engine's max_lora_rank).")
+    lora_alpha: float | None = Field(None, gt=0, description="evalctl extension: LoRA alpha (default: 2 x rank).")
+
+
+class ReinforcementMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grader: dict[str, Any] = Field(description="One grader object (types in evaluators/graders/types.py).")
+    hyperparameters: ReinforcementHyperparameters | None = None
+
+
 class JobMethod(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["supervised", "dpo", "reinforcement"]
     supervised: SupervisedMethod | None = None
     dpo: DpoMethod | None = None
-    reinforcement: dict[str, Any] | None = None
+    reinforcement: ReinforcementMethod | None = None
+
+
+class GraderValidateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grader: dict[str, Any]
+
+
+class GraderRunRequest(GraderValidateRequest):
+    model_sample: StrictStr
+    item: Any = None
+
+
+class GraderRunResponse(BaseModel):
+    reward: float
+    metadata: dict[str, Any] = Field(description="name, type, errors (OpenAI's flags), execution_time, scores, "
+                                     "token_usage, sampled_model_name.")
+    sub_rewards: dict[str, float]
+    model_grader_token_usage_per_model: dict[str, Any]
 
 
 class CreateJobRequest(BaseModel):

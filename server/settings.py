@@ -159,6 +159,13 @@ class ServeSettings(BaseSettings):
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest file accepted by /v1/files (larger: 413).")
     job_cpu_threads: int = Field(1, ge=0, description="Torch CPU threads per training worker (0: torch's default; "
                                  "1 is far faster beside a vLLM CPU engine on the same cores).")
+    python_graders: bool = Field(
+        False, description="Allow OpenAI `python` graders (graders/run, reinforcement jobs). Each batch runs in a "
+        "child interpreter with an empty environment, a wall-clock limit per grade() call and a memory limit; "
+        "that limits runaway graders but is no sandbox for hostile code, hence off by default.")
+    python_grader_timeout: float = Field(10.0, gt=0, description="Seconds one python grade() call may take.")
+    python_grader_memory_mb: int = Field(512, ge=64, description="Address-space limit of a python grader's "
+                                         "process, MiB.")
 
     def jobs_path(self) -> Path:
         return Path(self.jobs_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "evalctl" / "jobs")

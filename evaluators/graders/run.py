@@ -83,7 +83,10 @@ async def _text_similarity(g: TextSimilarityGrader, cases, ctx) -> list[Outcome]
     if g.evaluation_metric == "cosine":
         if ctx.embed is None:
             return [Outcome().fail("other_error", "cosine needs an embedding model") for _ in cases]
-        vecs = await ctx.embed([t for pair in ok for t in pair]) if ok else []
+        try:
+            vecs = await ctx.embed([t for pair in ok for t in pair]) if ok else []
+        except Exception as e:  # noqa: BLE001 - the embedder's failure is these samples' error flag
+            return [Outcome().fail("other_error", f"embedding failed: {type(e).__name__}: {e}") for _ in cases]
         scores = iter(cosine(vecs[2 * i], vecs[2 * i + 1]) for i in range(len(ok)))
     else:
         scores = iter(similarity(g.evaluation_metric, *r) for r in ok)
