@@ -152,10 +152,13 @@ def test_trl_receives_our_ids_logprobs_and_corrects_with_truncated_weights(tiny_
         processing_class=tok, rollout=rollout, rewards_log=StepRewards({"length_reward": 1.0}),
         sync_factory=lambda t: sync, correct_mismatch=True)
     trainer.model.train()
-    out = trainer._generate_and_score_completions(
-        [{"prompt": "Ann has 3"}] * 2 + [{"prompt": "Bob has 12 pens and"}] * 2)
-    assert sync.calls == 1  # TRL asked our sync hook to push before the rollout
-    assert rollout.seen == [["Ann has 3"] * 2 + ["Bob has 12 pens and"] * 2]
+    batch = [{"prompt": "Ann has 3"}] * 2 + [{"prompt": "Bob has 12 pens and"}] * 2
+    trainer.defer_importance_weights = False  # TRL's own path: an extra forward for old_per_token_logps
+    trl_out = trainer._generate_and_score_completions(batch)
+    trainer.defer_importance_weights = True  # ours: the weights from the loss's forward
+    out = trainer._generate_and_score_completions(batch)
+    assert sync.calls == 1  # TRL asked our sync hook to push before the first rollout of the step, once
+    assert rollout.seen == [[b["prompt"] for b in batch]] * 2
     mask = out["completion_mask"].tolist()
     assert mask == [[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
     assert out["completion_ids"][0, :3].tolist() == [5, 6, 7]
@@ -163,19 +166,26 @@ def test_trl_receives_our_ids_logprobs_and_corrects_with_truncated_weights(tiny_
     for i, lps in enumerate(engine_lp):
         assert sampled[i, :len(lps)].tolist() == pytest.approx(lps)
     # what the trainer's own forward gives for those tokens, and the truncated weight from it
-    old = out["old_per_token_logps"]
+    old = trl_out["old_per_token_logps"]
     want = torch.clamp(torch.exp(old - sampled), max=2.0)
     m = out["completion_mask"].bool()
+    assert torch.allclose(trl_out["importance_sampling_ratio"][m], want[m], atol=1e-5)
+    assert "old_per_token_logps" not in out and "importance_sampling_ratio" not in out  # no extra forward
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, which this test skips
+    loss = trainer.compute_loss(trainer.model, out)  # sets out["importance_sampling_ratio"] from its forward
     assert torch.allclose(out["importance_sampling_ratio"][m], want[m], atol=1e-5)
     assert out["importance_sampling_ratio"][2, 0].item() == pytest.approx(2.0)  # engine far less sure: capped
     assert out["importance_sampling_ratio"][0, 0].item() < 2.0
+    assert loss.item() == pytest.approx(trainer.compute_loss(trainer.model, trl_out).item(), abs=1e-6)
+    assert trainer._metrics["train"]["sampling/importance_sampling_ratio/max"][-1] == pytest.approx(2.0)
     # rewards 3, 1 | 2, 4: group means 2 and 3, std sqrt(2) in both groups
     s = math.sqrt(2.0) + 1e-4
     assert out["advantages"].tolist() == pytest.approx([1 / s, -1 / s, -1 / s, 1 / s], rel=1e-4)
     # with the correction off, TRL gets no importance weights at all
     trainer.vllm_importance_sampling_correction = False
-    assert "importance_sampling_ratio" not in trainer._generate_and_score_completions(
-        [{"prompt": "Ann has 3"}] * 2 + [{"prompt": "Bob has 12 pens and"}] * 2)
+    plain = trainer._generate_and_score_completions(batch)
+    trainer.compute_loss(trainer.model, plain)
+    assert "importance_sampling_ratio" not in plain
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

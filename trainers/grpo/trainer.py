@@ -6,7 +6,9 @@ each token's loss by pi_trainer / pi_vllm from the sampling log-probs. With `rol
 `use_vllm=False` it does neither, although our rollouts come from vLLM and carry those log-probs.
 So the trainer is built without TRL's client (nothing to connect to) and then flagged as a vLLM
 run whose "generation backend" is `WeightSync`; TRL's own code does the rest. Nothing else in
-TRL's rollout_func path reads these flags (checked against TRL 1.16's grpo_trainer.py).
+TRL's rollout_func path reads these flags (checked against TRL 1.16's grpo_trainer.py). Where
+the policy cannot change between TRL's extra log-prob pass and the loss, the weights come from
+the loss's own forward instead (importance.py: one forward pass fewer per step).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+import torch
 from transformers import PrinterCallback, TrainerCallback
 
 # rollout_func is marked experimental in TRL 1.16 and warns once per run; we pin TRL's minor version
@@ -22,6 +25,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from trl import GRPOTrainer  # noqa: E402
 from trl.trainer.utils import RepeatSampler  # noqa: E402
 
+from .importance import importance_weights, mismatch_stats
 from .rewards import StepRewards
 from .rollout import EndpointRollout
 from .sync import WeightSync
@@ -86,6 +90,57 @@ class EndpointGRPOTrainer(GRPOTrainer):
         self.vllm_generation = self.weight_sync
         self._last_loaded_step = -1
         self.vllm_importance_sampling_correction = correct_mismatch
+        self.defer_importance_weights = True  # False: TRL's own extra forward (tests compare the two)
+
+    def weights_from_loss_forward(self) -> bool:
+        """Whether the importance weights may come from the loss's own forward (importance.py):
+        each rollout batch is trained on within one optimizer step, so the policy is the same in
+        TRL's extra log-prob pass and in the loss. --async-rollouts keeps this: a prefetched
+        batch is one version behind the policy in both passes alike."""
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        return self.defer_importance_weights and self.args.gradient_accumulation_steps % generate_every == 0
+
+    def _generate_and_score_completions(self, inputs):
+        if not (self.vllm_importance_sampling_correction and self.weights_from_loss_forward()):
+            return super()._generate_and_score_completions(inputs)
+        # TRL then skips its extra forward (old_per_token_logps None: the loss uses its own,
+        # detached) and hands the sampling log-probs on; _compute_loss derives the weights
+        self.vllm_importance_sampling_correction = False
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self.vllm_importance_sampling_correction = True
+
+    def _compute_loss(self, model, inputs):
+        if "importance_sampling_ratio" in inputs or "sampling_per_token_logps" not in inputs \
+                or not self.vllm_importance_sampling_correction:
+            return super()._compute_loss(model, inputs)
+        forward = self._get_per_token_logps_and_entropies
+
+        def forward_then_weigh(*args, **kwargs):
+            logps, entropies, aux = forward(*args, **kwargs)
+            inputs["importance_sampling_ratio"] = self._weights_for(logps.detach(), inputs)
+            return logps, entropies, aux
+
+        # TRL's _compute_loss reads inputs["importance_sampling_ratio"] after its forward; the
+        # weights need that forward's log-probs, so they are set between the two
+        self._get_per_token_logps_and_entropies = forward_then_weigh
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            del self._get_per_token_logps_and_entropies
+
+    def _weights_for(self, logps, inputs):
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        mode = self.vllm_importance_sampling_mode
+        sampled = inputs["sampling_per_token_logps"]
+        ratio = importance_weights(logps, sampled, mask, mode, self.vllm_importance_sampling_clip_min,
+                                   self.vllm_importance_sampling_clip_max)
+        if self.model.training:  # TRL averages each list over the step's micro-batches when it logs
+            for key, value in mismatch_stats(logps, sampled, mask, ratio, mode.startswith("sequence_")).items():
+                reduce = {"min": torch.min, "max": torch.max}.get(key.rsplit("/", 1)[1], torch.mean)
+                self._metrics["train"][key].append(reduce(self.accelerator.gather(value)).item())
+        return ratio
 
     def _get_train_sampler(self, dataset=None):
         base = super()._get_train_sampler(dataset)
