@@ -16,11 +16,19 @@ Here each adapter present in the batch gets one matmul over its rows; rows of -1
 The patch applies to the vLLM release it was written against (0.32) and to any release whose
 ops still leak the last slot into -1 rows (a probe on a 1x2 tensor); `VLLM_PLUGINS` (vLLM's own
 switch) can leave it out.
+
+On CPU it also shortens the worker's idle spin. vLLM's worker process busy-waits on its shared-
+memory queue (`SpinCondition`, sched_yield in a loop) for a second after every message before it
+sleeps on a socket. Between decode steps messages come milliseconds apart, so the spin only
+matters after the last one: on a machine whose cores the engine shares (a trainer beside its
+engine, two replicas on two cores) it took a whole core for a second after each batch, i.e. the
+first second of every GRPO training phase. EVALCTL_VLLM_IDLE_SPIN_S sets the cap (default 0.05).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 log = logging.getLogger("evalctl.vllm_plugin")
 _NAMES = ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice")
@@ -81,8 +89,31 @@ def no_lora_rows_leak(shrink) -> bool:
     return bool(out.abs().sum() > 0)
 
 
+def cap_idle_spin(seconds: float) -> bool:
+    """Readers of vLLM's shared-memory queue spin at most `seconds` after a message (was 1 s);
+    False when this vLLM has no such queue or it is capped already."""
+    try:
+        from vllm.distributed.device_communicators import shm_broadcast
+    except Exception:  # noqa: BLE001 - another vLLM layout: nothing to cap
+        return False
+    cls = getattr(shm_broadcast, "SpinCondition", None)
+    if cls is None or not hasattr(cls, "wait") or getattr(cls.wait, "evalctl_cap", None) is not None:
+        return False
+    wait = cls.wait
+
+    def capped_wait(self, timeout_ms=None):
+        if getattr(self, "busy_loop_s", 0) > seconds:
+            self.busy_loop_s = seconds
+        return wait(self, timeout_ms)
+
+    capped_wait.evalctl_cap = seconds
+    cls.wait = capped_wait
+    return True
+
+
 def register() -> None:
     """vLLM calls this once per process; a second call finds the ops already replaced."""
+    _cap_spin_on_cpu()
     try:
         from vllm.lora.ops import torch_ops
         from vllm.lora.ops.torch_ops import lora_ops
@@ -105,3 +136,14 @@ def register() -> None:
     log.warning("evalctl: vLLM %s's CPU LoRA ops replaced by one matmul per adapter%s", vllm.__version__,
                 " (they applied the last adapter slot to base-model tokens, vllm-project/vllm#48421)"
                 if leaks else "")
+
+
+def _cap_spin_on_cpu() -> None:
+    try:
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
+    except Exception:  # noqa: BLE001 - no platform: not an engine process
+        return
+    if on_cpu:
+        cap_idle_spin(float(os.environ.get("EVALCTL_VLLM_IDLE_SPIN_S", "0.05")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from importlib.metadata import entry_points
 
 import pytest
@@ -58,3 +59,33 @@ def test_the_patch_is_decided_by_behaviour():
 def test_vllm_finds_the_plugin_entry_point():
     found = {ep.name: ep.value for ep in entry_points(group="vllm.general_plugins")}
     assert found.get("evalctl_cpu_lora") == "server.vllm_plugin:register"
+
+
+def test_idle_spin_is_capped_and_reads_still_wake(monkeypatch):
+    """The worker's queue reader spins at most the cap after a read (vLLM: 1 s), and a reader past
+    it still wakes on the writer's notification."""
+    import zmq
+    from vllm.distributed.device_communicators import shm_broadcast
+
+    monkeypatch.setattr(shm_broadcast.SpinCondition, "wait", shm_broadcast.SpinCondition.wait)  # restored after
+    assert vllm_plugin.cap_idle_spin(0.05)
+    assert not vllm_plugin.cap_idle_spin(0.05)  # once per process
+    ctx = zmq.Context()
+    address = "inproc://evalctl-spin-test"
+    writer = shm_broadcast.SpinCondition(is_reader=False, context=ctx, notify_address=address)
+    reader = shm_broadcast.SpinCondition(is_reader=True, context=ctx, notify_address=address)
+    try:
+        time.sleep(0.2)  # the subscription reaches the publisher asynchronously
+        assert reader.busy_loop_s == 1  # vLLM's default, which the cap is about
+        reader.wait(timeout_ms=0)
+        assert reader.busy_loop_s == 0.05
+        reader.last_read -= 1.0  # long idle: the next wait sleeps on the socket until notified
+        writer.notify()
+        t0 = time.monotonic()
+        reader.wait(timeout_ms=5_000)
+        assert time.monotonic() - t0 < 4.0
+    finally:
+        for s in (writer.local_notify_socket, reader.local_notify_socket, reader.read_cancel_socket,
+                  reader.write_cancel_socket):
+            s.close(linger=0)
+        ctx.term()
