@@ -170,6 +170,14 @@ class EvalClient:
         resp = await self._retry(lambda: self.openai.embeddings.create(model=model, input=inputs, **params), model)
         return [d.embedding for d in sorted(resp.data, key=lambda d: d.index)]
 
+    async def rerank(self, model: str, query: str, documents: list[str], **params) -> list[float]:
+        """The relevance score of each document to `query` (in `documents` order) from the endpoint's
+        /v1/rerank (vLLM: a cross-encoder, or the cosine of a pooling model's embeddings)."""
+        body = {"model": model, "query": query, "documents": documents, **params}
+        data = await self._retry(lambda: self.openai.post("/rerank", body=body, cast_to=object), model)
+        scores = {r["index"]: float(r["relevance_score"]) for r in data["results"]}
+        return [scores[i] for i in range(len(documents))]
+
     async def models(self) -> list[dict]:
         page = await self._retry(lambda: self.openai.models.list())
         return [m.model_dump() for m in page.data]

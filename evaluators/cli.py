@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -101,16 +102,20 @@ def _print_summary(summary: dict, out: Path) -> None:
 @click.option("--rag-mode", type=click.Choice(["bm25", "dense", "hybrid"]),
               help="Retrieval [default: hybrid with dense vectors, else bm25].")
 @click.option("--rag-max-chars", type=click.IntRange(min=1), help="Cut each passage to this many characters.")
+@click.option("--rerank", help="Rerank --rag's passages with endpoint:MODEL, a cross-encoder or pooling model the "
+              "endpoint serves (its /v1/rerank): 4x --rag-k are retrieved, the best --rag-k kept.")
 @click.option("--chroma-path", envvar="EVALCTL_CHROMA_PATH", type=click.Path(path_type=Path),
               default=Path(".cache/rag/chroma"), show_default=True, help="Chroma store for --rag.")
 @click.option("--chroma-url", envvar="EVALCTL_CHROMA_URL", help="Chroma server for --rag (wins over --chroma-path).")
 def run(task_name, model, base_url, api_key, limit, concurrency, batch_size, n, temperature, max_tokens, seed, judge,
-        judge_max_tokens, out, data, timeout, no_progress, rag_collection, rag_k, rag_mode, rag_max_chars,
+        judge_max_tokens, out, data, timeout, no_progress, rag_collection, rag_k, rag_mode, rag_max_chars, rerank,
         chroma_path, chroma_url) -> None:
     """Evaluate MODEL on TASK through an OpenAI-compatible endpoint."""
     from . import runner
 
     quiet_http_logs()
+    if rerank and not rag_collection:
+        raise EvalError("--rerank reorders the passages --rag retrieves: give --rag COLLECTION too")
     task = get_task(task_name)
     samples = load_samples(task, data, limit)
     params = runner.sampling_params(task, temperature=temperature, max_tokens=max_tokens, seed=seed)
@@ -123,8 +128,8 @@ def run(task_name, model, base_url, api_key, limit, concurrency, batch_size, n, 
     try:
         runner.preflight(spec, api_key)
         if rag_collection:
-            contexts = _rag_contexts(spec, samples, rag_collection, rag_k, rag_mode, rag_max_chars, chroma_path,
-                                     chroma_url, api_key, not no_progress)
+            rag = RagOptions(rag_collection, rag_k, rag_mode, rag_max_chars, rerank, chroma_path, chroma_url)
+            contexts = _rag_contexts(spec, samples, rag, api_key, not no_progress)
         summary = asyncio.run(runner.run_async(task, spec, samples, out, api_key=api_key, concurrency=concurrency,
                                                batch_size=batch_size,
                                                timeout=timeout, progress=not no_progress, contexts=contexts))
@@ -136,21 +141,35 @@ def run(task_name, model, base_url, api_key, limit, concurrency, batch_size, n, 
     _print_summary(summary, out)
 
 
-def _rag_contexts(spec, samples, collection, k, mode, max_chars, chroma_path, chroma_url, api_key, progress):
+@dataclass
+class RagOptions:
+    collection: str
+    k: int
+    mode: str | None
+    max_chars: int | None
+    rerank: str | None
+    chroma_path: Path
+    chroma_url: str | None
+
+
+def _rag_contexts(spec, samples, opts: RagOptions, api_key, progress):
     """Retrieve for every sample up front (rag.augment); sets spec.rag so a resume must match it."""
     from rag.augment import RagSpec, retrieve_contexts
     from rag.embed import EndpointConfig
     from rag.errors import RagError
+    from rag.rerank import make_reranker
     from rag.retrieve import Retriever
     from rag.store import Store, StoreConfig
 
-    rs = RagSpec(collection, k, mode, max_chars)
+    rs = RagSpec(opts.collection, opts.k, opts.mode, opts.max_chars, opts.rerank)
     try:
-        retriever = Retriever(Store(StoreConfig(path=chroma_path, url=chroma_url)), collection,
-                              endpoint=EndpointConfig(spec.endpoint, api_key))
-        rs.mode = mode or retriever.default_mode()
+        endpoint = EndpointConfig(spec.endpoint, api_key)
+        reranker = make_reranker(opts.rerank, endpoint)
+        retriever = Retriever(Store(StoreConfig(path=opts.chroma_path, url=opts.chroma_url)), opts.collection,
+                              endpoint=endpoint)
+        rs.mode = opts.mode or retriever.default_mode()
         spec.rag = rs.as_dict()
-        return retrieve_contexts(retriever, rs, samples, progress)
+        return retrieve_contexts(retriever, rs, samples, progress, reranker)
     except RagError as e:
         raise EvalError(str(e)) from None
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .embed import EndpointConfig
 from .errors import RagError
 from .prompting import ask_messages, cited_ids
+from .rerank import Reranker
 from .retrieve import Hit, Retriever
 
 
@@ -20,10 +21,11 @@ class Answer:
     mode: str
     model: str
     finish_reason: str | None = None
+    rerank: str | None = None
 
     def as_dict(self) -> dict:
         return {"question": self.question, "answer": self.text, "cited": self.cited, "model": self.model,
-                "mode": self.mode, "finish_reason": self.finish_reason,
+                "mode": self.mode, "rerank": self.rerank, "finish_reason": self.finish_reason,
                 "retrieved": [{"id": h.id, "doc_id": h.doc_id, "score": h.score, "text": h.text} for h in self.hits]}
 
 
@@ -44,12 +46,13 @@ async def _generate(endpoint: EndpointConfig, model: str, messages: list[dict], 
 
 def ask(retriever: Retriever, question: str, model: str, endpoint: EndpointConfig, *, k: int = 3,
         mode: str | None = None, max_tokens: int = 256, max_chars: int | None = None,
-        timeout: float = 120.0) -> Answer:
+        timeout: float = 120.0, reranker: Reranker | None = None) -> Answer:
     if not question.strip():
         raise RagError("the question is empty")
     mode = mode or retriever.default_mode()
-    hits = retriever.search(question, k, mode)  # before the event loop: an endpoint embedder runs its own
+    # before the event loop: an endpoint embedder and the reranker run their own
+    hits = reranker.search_many(retriever, [question], k, mode)[0] if reranker else retriever.search(question, k, mode)
     g = asyncio.run(_generate(endpoint, model, ask_messages(question, hits, max_chars), max_tokens, timeout))
     text = g.texts[0] if g.texts else ""
     return Answer(question, text, cited_ids(text, hits), hits, mode, model,
-                  g.finish_reasons[0] if g.finish_reasons else None)
+                  g.finish_reasons[0] if g.finish_reasons else None, reranker.spec if reranker else None)

@@ -9,6 +9,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .prompting import augment_prompt
+from .rerank import Reranker
 from .retrieve import Retriever
 
 QUERY_FIELDS = ("query", "question", "fact", "problem")  # a sample's own question text, when it keeps one
@@ -20,9 +21,12 @@ class RagSpec:
     k: int = 3
     mode: str | None = None
     max_chars: int | None = None
+    rerank: str | None = None  # endpoint:MODEL
 
     def as_dict(self) -> dict[str, Any]:
-        return {"collection": self.collection, "k": self.k, "mode": self.mode, "max_chars": self.max_chars}
+        # rerank only when set: run dirs written before it existed still resume
+        out = {"collection": self.collection, "k": self.k, "mode": self.mode, "max_chars": self.max_chars}
+        return {**out, "rerank": self.rerank} if self.rerank else out
 
 
 def query_text(sample: dict) -> str:
@@ -37,8 +41,8 @@ def query_text(sample: dict) -> str:
     return users[-1] if users else ""
 
 
-def retrieve_contexts(retriever: Retriever, spec: RagSpec, samples: list[dict],
-                      progress: bool = True) -> dict[str, dict]:
+def retrieve_contexts(retriever: Retriever, spec: RagSpec, samples: list[dict], progress: bool = True,
+                      reranker: Reranker | None = None) -> dict[str, dict]:
     """{sample id: {"prompt": augmented prompt, "record": what results.jsonl keeps}}."""
     mode = spec.mode or retriever.default_mode()
     out: dict[str, dict] = {}
@@ -47,12 +51,14 @@ def retrieve_contexts(retriever: Retriever, spec: RagSpec, samples: list[dict],
     try:
         for i in range(0, len(samples), step):
             part = samples[i:i + step]
-            for sample, hits in zip(part, retriever.search_many([query_text(s) for s in part], spec.k, mode)):
-                out[str(sample["id"])] = {
-                    "prompt": augment_prompt(sample["prompt"], hits, spec.max_chars),
-                    "record": {"collection": spec.collection, "mode": mode, "ids": [h.id for h in hits],
-                               "doc_ids": [h.doc_id for h in hits], "scores": [round(h.score, 6) for h in hits]},
-                }
+            queries = [query_text(s) for s in part]
+            found = (reranker.search_many(retriever, queries, spec.k, mode) if reranker
+                     else retriever.search_many(queries, spec.k, mode))
+            for sample, hits in zip(part, found):
+                record = {"collection": spec.collection, "mode": mode, "ids": [h.id for h in hits],
+                          "doc_ids": [h.doc_id for h in hits], "scores": [round(h.score, 6) for h in hits]}
+                out[str(sample["id"])] = {"prompt": augment_prompt(sample["prompt"], hits, spec.max_chars),
+                                          "record": {**record, "rerank": spec.rerank} if spec.rerank else record}
             bar.update(len(part))
     finally:
         bar.close()

@@ -49,6 +49,20 @@ def endpoint_options(fn):
     return fn
 
 
+RERANK_HELP = ("Rerank the retrieved chunks with endpoint:MODEL, a cross-encoder or pooling model the endpoint "
+               "serves (its /v1/rerank): 4x the chunks are retrieved, the best are kept.")
+
+
+def rerank_option(fn):
+    return click.option("--rerank", help=RERANK_HELP)(fn)
+
+
+def _reranker(spec, base_url, api_key):
+    from .rerank import make_reranker
+
+    return make_reranker(spec, _endpoint(base_url, api_key))
+
+
 def _store(chroma_path, chroma_url):
     from .store import Store, StoreConfig
 
@@ -128,18 +142,19 @@ def ingest(path, collection, embedder, chunk_size, chunk_overlap, id_field, text
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--max-chars", type=click.IntRange(min=1), help="Cut each passage to this many characters.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, citations and chunks as JSON.")
+@rerank_option
 @store_options
 @endpoint_options
 @friendly
-def ask(question, collection, model, k, mode, max_tokens, max_chars, as_json, chroma_path, chroma_url, base_url,
-        api_key) -> None:
+def ask(question, collection, model, k, mode, max_tokens, max_chars, as_json, rerank, chroma_path, chroma_url,
+        base_url, api_key) -> None:
     """Answer QUESTION from the collection's best chunks, citing their ids."""
     from .ask import ask as run_ask
 
     _quiet()
     retriever = _retriever(collection, chroma_path, chroma_url, base_url, api_key)
     ans = run_ask(retriever, question, model, _endpoint(base_url, api_key), k=k, mode=mode, max_tokens=max_tokens,
-                  max_chars=max_chars)
+                  max_chars=max_chars, reranker=_reranker(rerank, base_url, api_key))
     if as_json:
         click.echo(json.dumps(ans.as_dict(), ensure_ascii=False))
         return
@@ -222,11 +237,12 @@ def _csv(value: str, cast=str) -> list:
 @click.option("--max-chars", type=click.IntRange(min=1), help="Cut each passage in answer/judge prompts.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run dir (results.jsonl, summary.json); resumed.")
 @click.option("--no-progress", is_flag=True)
+@click.option("--rerank", help=RERANK_HELP + " Each method is scored with and without it; answers use it.")
 @store_options
 @endpoint_options
 @friendly
 def eval_(collection, questions, methods, ks, gold_sep, limit, model, judge, judge_max_tokens, answer_mode, answer_k,
-          max_tokens, max_chars, out, no_progress, chroma_path, chroma_url, base_url, api_key) -> None:
+          max_tokens, max_chars, out, no_progress, rerank, chroma_path, chroma_url, base_url, api_key) -> None:
     """Retrieval recall@k / MRR per method, and optionally judged answer metrics."""
     from .errors import RagError
     from .evaluate import EvalSpec, load_questions, run_eval
@@ -244,7 +260,7 @@ def eval_(collection, questions, methods, ks, gold_sep, limit, model, judge, jud
         names = [m for m in names if m not in ("dense", "hybrid")] or ["bm25"]
     sep = gold_sep if gold_sep is not None else ("-" if cail else None)
     spec = EvalSpec(collection, str(Path(questions).resolve()), names, cuts, sep or None, model, judge,
-                    judge_max_tokens, answer_mode, answer_k, max_tokens, max_chars,
+                    judge_max_tokens, answer_mode, answer_k, max_tokens, max_chars, rerank,
                     extra={"embedder": retriever.embedder_spec, "limit": limit})
     out = out or Path("runs") / f"rag-eval-{collection}"
     endpoint = _endpoint(base_url, api_key)
@@ -255,7 +271,8 @@ def eval_(collection, questions, methods, ks, gold_sep, limit, model, judge, jud
         # concurrency None: as many answers in flight as the model's engine runs at once
         return EvalClient(endpoint.base_url, endpoint.api_key, concurrency=None, cache_path=out / "cache.sqlite")
 
-    summary = run_eval(retriever, spec, rows, out, client_factory=client, progress=not no_progress)
+    summary = run_eval(retriever, spec, rows, out, client_factory=client, progress=not no_progress,
+                       reranker=_reranker(rerank, base_url, api_key))
     _print_eval(summary, out)
 
 
@@ -270,7 +287,7 @@ def _print_eval(summary: dict, out: Path) -> None:
     for c in cols:
         table.add_column(c, justify="right")
     m = summary["metrics"]
-    for method in summary["methods"]:
+    for method in summary.get("rows") or summary["methods"]:
         table.add_row(method, *[_fmt(m.get(f"{method}/{c}")) for c in cols])
     console = Console(width=max(100, Console().width))  # mean ± stderr cells must not wrap
     console.print(table)

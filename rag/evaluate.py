@@ -38,6 +38,7 @@ from evaluators.stats import mean_stderr
 from . import metrics as M
 from .errors import RagError
 from .prompting import ask_messages, cited_ids, context_block
+from .rerank import Reranker
 from .retrieve import Retriever
 
 BATCH = 64
@@ -57,10 +58,17 @@ class EvalSpec:
     answer_k: int = 3
     max_tokens: int = 256
     max_chars: int | None = None  # passages cut to this many characters in answer and judge prompts
+    rerank: str | None = None  # endpoint:MODEL: each method also scored reranked ("bm25+rerank"), answers reranked
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-RESUME_KEYS = ("collection", "methods", "ks", "gold_sep", "model", "judge", "answer_method", "answer_k", "max_chars")
+RESUME_KEYS = ("collection", "methods", "ks", "gold_sep", "model", "judge", "answer_method", "answer_k", "max_chars",
+               "rerank")
+
+
+def rows(spec: EvalSpec) -> list[str]:
+    """The table's rows: each method, followed by itself reranked when --rerank is given."""
+    return [r for m in spec.methods for r in ([m, f"{m}+rerank"] if spec.rerank else [m])]
 
 
 def _cail_gold(rec: dict) -> list | None:
@@ -111,12 +119,22 @@ def prepare_out(out: Path, spec: EvalSpec) -> set[str]:
     return completed_ids(read_jsonl(out / RESULTS)) if (out / RESULTS).exists() else set()
 
 
-def retrieval_record(retriever: Retriever, spec: EvalSpec, batch: list[dict]) -> list[dict]:
+def retrieval_record(retriever: Retriever, spec: EvalSpec, batch: list[dict],
+                     reranker: Reranker | None = None) -> list[dict]:
     depth = max(spec.ks) * 5  # several chunks may fold into one document (or gold unit)
     records = [{"id": q["id"], "question": q["question"], "relevant": q["relevant"], "retrieval": {}, "scores": {}}
                for q in batch]
+    queries = [q["question"] for q in batch]
     for method in spec.methods:
-        hits = retriever.search_many([q["question"] for q in batch], depth, method)
+        found = {method: retriever.search_many(queries, depth, method)}
+        if reranker:  # the same method's chunks, DEPTH times as many, re-ordered and cut to the same depth
+            found[f"{method}+rerank"] = reranker.search_many(retriever, queries, depth, method)
+        _score_rows(spec, records, found)
+    return records
+
+
+def _score_rows(spec: EvalSpec, records: list[dict], found: dict[str, list]) -> None:
+    for method, hits in found.items():
         for rec, hs in zip(records, hits):
             units = M.ranked_units([h.doc_id for h in hs], spec.gold_sep)
             rec["retrieval"][method] = {"ids": [h.id for h in hs[:max(spec.ks)]], "units": units[:max(spec.ks)]}
@@ -150,7 +168,7 @@ async def _answers(factory, spec: EvalSpec, records: list[dict], hits: list) -> 
 
 def summarize(records: list[dict], spec: EvalSpec) -> dict:
     records = dedupe(records)
-    names = [f"{m}/{n}" for m in spec.methods for n in [f"recall@{k}" for k in spec.ks] + ["mrr"]]
+    names = [f"{m}/{n}" for m in rows(spec) for n in [f"recall@{k}" for k in spec.ks] + ["mrr"]]
     if spec.judge:
         names += ["faithfulness", "context_relevance"]
     table = {}
@@ -160,8 +178,8 @@ def summarize(records: list[dict], spec: EvalSpec) -> dict:
         table[name] = {"mean": mean, "stderr": se, "n": sum(v is not None for v in vals)}
     judged = [j for r in records for j in (r.get("judge") or {}).values()]
     return {"collection": spec.collection, "questions": spec.questions, "num_questions": len(records),
-            "methods": spec.methods, "ks": spec.ks, "gold_sep": spec.gold_sep, "model": spec.model,
-            "judge": spec.judge, "metrics": table,
+            "methods": spec.methods, "rows": rows(spec), "rerank": spec.rerank, "ks": spec.ks,
+            "gold_sep": spec.gold_sep, "model": spec.model, "judge": spec.judge, "metrics": table,
             "judge_parse_failures": sum(1 for j in judged if j.get("parse_error")),
             "judge_errors": sum(1 for j in judged if j.get("error")),
             "answer_errors": sum(1 for r in records if (r.get("answer") or {}).get("error")),
@@ -169,7 +187,7 @@ def summarize(records: list[dict], spec: EvalSpec) -> dict:
 
 
 def run_eval(retriever: Retriever, spec: EvalSpec, questions: list[dict], out: Path, *, client_factory=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, reranker: Reranker | None = None) -> dict:
     """Evaluate the questions not already in `out`; `client_factory()` gives an EvalClient when
     answers are wanted (spec.model)."""
     done = prepare_out(out, spec)
@@ -179,10 +197,11 @@ def run_eval(retriever: Retriever, spec: EvalSpec, questions: list[dict], out: P
     try:
         with ResultsWriter(out / RESULTS) as writer:
             for i in range(0, len(todo), BATCH):
-                records = retrieval_record(retriever, spec, todo[i:i + BATCH])
+                records = retrieval_record(retriever, spec, todo[i:i + BATCH], reranker)
                 if spec.model:  # retrieval first: an endpoint embedder runs its own event loop
-                    method = spec.answer_method or retriever.default_mode()
-                    hits = retriever.search_many([r["question"] for r in records], spec.answer_k, method)
+                    method, queries = spec.answer_method or retriever.default_mode(), [r["question"] for r in records]
+                    hits = (reranker.search_many(retriever, queries, spec.answer_k, method) if reranker
+                            else retriever.search_many(queries, spec.answer_k, method))
                     asyncio.run(_answers(client_factory, spec, records, hits))
                 for rec in records:
                     writer.write(rec)
