@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= cpu,dev,train,rag
+EXTRAS ?= cpu,dev,train,rag,clients
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-10)-$(EXTRAS)
 # pip's configured local indexes print a warning per missing package; keep the log readable.
 # (braces: a failing pip must still fail the pipeline under pipefail; grep finding nothing must not)
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml Makefile
 # A CUDA machine, one command: vLLM's CUDA build + bitsandbytes (the `gpu` extra) and the rest. Its
 # torchvision/torchaudio are CUDA builds matched to its torch, so they stay and `pip check` allows nothing;
 # `evalctl doctor` then names anything this machine still lacks (a CUDA device, bitsandbytes' kernels).
-GPU_EXTRAS ?= gpu,dev,train,rag
+GPU_EXTRAS ?= gpu,dev,train,rag,clients
 GPU_STAMP := $(VENV)/.installed-gpu-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-10)-$(GPU_EXTRAS)
 
 install-gpu: $(GPU_STAMP)
