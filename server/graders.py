@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 
-from evaluators.graders import GradeContext, PythonLimits, walk
+from evaluators.graders import GradeContext, GraderError, PythonLimits, parse_grader, walk
 from evaluators.graders.text import missing_metric_support
 
 from .errors import BadRequest
@@ -26,9 +26,9 @@ def embedder(router: ModelRouter) -> str | None:
     return None
 
 
-def check_served(grader, router: ModelRouter, settings: ServeSettings) -> None:
+def check_served(grader, router: ModelRouter, settings: ServeSettings, prefix: str = "grader") -> None:
     """Raise the 400/404 a grader gets when this server cannot run it."""
-    for path, g in walk(grader):
+    for path, g in walk(grader, prefix):
         if g.type == "python" and not settings.python_graders:
             raise BadRequest(PYTHON_OFF, param=f"{path}.type", code="python_graders_disabled")
         if g.type == "score_model" and g.model not in router.names():
@@ -41,6 +41,16 @@ def check_served(grader, router: ModelRouter, settings: ServeSettings) -> None:
                 why = "evaluation_metric cosine needs an embedding model served here (an engine with runner pooling)"
             if why:
                 raise BadRequest(why, param=f"{path}.evaluation_metric", code="unsupported_metric")
+
+
+def checked_grader(data: dict, router: ModelRouter, settings: ServeSettings, prefix: str = "grader"):
+    """The parsed grader, or the OpenAI-shaped 400/404 that names the field under `prefix`."""
+    try:
+        grader = parse_grader(data, prefix)
+    except GraderError as e:
+        raise BadRequest(e.message, param=e.param, code="invalid_grader") from None
+    check_served(grader, router, settings, prefix)
+    return grader
 
 
 def python_limits(settings: ServeSettings) -> PythonLimits | None:

@@ -220,8 +220,8 @@ def parse_grader(data, prefix: str = "grader"):
         raise GraderError(f"{param}: {msg}", param) from None
 
 
-def walk(grader) -> list[tuple[str, object]]:
+def walk(grader, prefix: str = "grader") -> list[tuple[str, object]]:
     """(param path, grader) for a grader and, in a multi grader, each named sub-grader."""
     if isinstance(grader, MultiGrader):
-        return [("grader", grader), *((f"grader.graders.{k}", g) for k, g in grader.graders.items())]
-    return [("grader", grader)]
+        return [(prefix, grader), *((f"{prefix}.graders.{k}", g) for k, g in grader.graders.items())]
+    return [(prefix, grader)]

@@ -138,7 +138,7 @@ class Scheduler:
                "--threads", str(self.settings.job_cpu_threads)]
         with open(job_dir / "worker.log", "ab") as logf:
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True, env=self._worker_env())
         if not self.store.update_job(job["id"], status="running", pid=proc.pid, error=None,
                                      started_at=int(time.time()), only_from=("queued",)):
             _signal_group(proc, signal.SIGKILL)  # cancelled between the read and now
@@ -147,6 +147,17 @@ class Scheduler:
         self.workers[job["id"]] = proc
         self.store.add_event(job["id"], "Fine-tuning job started")
         log.info("job %s started (worker pid %d)", job["id"], proc.pid)
+
+    def _worker_env(self) -> dict:
+        """Where a reinforcement worker samples and grades: this gateway (the key in the environment,
+        not on the command line anyone can read)."""
+        s = self.settings
+        host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+        env = {**os.environ, "JOB_GATEWAY_URL": f"http://{host}:{s.port}"}
+        key = s.admin_key or s.api_key
+        if key:
+            env["JOB_GATEWAY_KEY"] = key
+        return env
 
     async def _finish(self, job_id: str, code: int) -> None:
         job = self.store.get_job(job_id)
@@ -187,7 +198,10 @@ class Scheduler:
         if not rows:
             return None
         buf = io.StringIO()
-        w = csv.DictWriter(buf, ["step", "epoch", "train_loss", "valid_loss", "learning_rate"], extrasaction="ignore")
+        cols = ["step", "epoch", "train_loss", "valid_loss", "learning_rate"]
+        if job["spec"].get("method_type") == "reinforcement":
+            cols = ["step", "epoch", "train_reward_mean", "valid_reward_mean", "learning_rate"]
+        w = csv.DictWriter(buf, cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
         file_id = new_id("file")

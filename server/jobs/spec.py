@@ -2,8 +2,9 @@
 weights path, the checked files, and every "auto" hyperparameter made concrete.
 
 Defaults: n_epochs auto = 3 (OpenAI's usual), batch_size auto = min(4, records),
-learning rate = the trainer's default (SFT 2e-4, DPO 5e-5) x learning_rate_multiplier
+learning rate = the trainer's default (SFT 2e-4, DPO 5e-5, GRPO 1e-5) x learning_rate_multiplier
 (auto = 1), DPO beta auto = 0.1, LoRA rank = min(16, the engine's max_lora_rank).
+Reinforcement jobs map OpenAI's hyperparameters onto GRPO in `rft_spec.py`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 from ..errors import BadRequest
 from ..protocol import CreateJobRequest
 from ..routing import ModelRouter
+from ..settings import ServeSettings
 from .files import check_for_method
+from .rft_spec import resolve_reinforcement
 from .store import Store
 
-BASE_LR = {"supervised": 2e-4, "dpo": 5e-5}
+BASE_LR = {"supervised": 2e-4, "dpo": 5e-5, "reinforcement": 1e-5}
 DEFAULT_CHECKPOINT_STEPS = 50
 
 
@@ -23,12 +26,11 @@ def _method(req: CreateJobRequest) -> tuple[str, dict]:
     if req.method is None:
         return "supervised", req.hyperparameters.model_dump() if req.hyperparameters else {}
     kind = req.method.type
-    if kind == "reinforcement":
-        raise BadRequest("method `reinforcement` is not supported here; use supervised or dpo "
-                         "(or `evalctl train grpo` for RL)", param="method.type")
     if req.hyperparameters is not None:
         raise BadRequest("give hyperparameters inside `method`, not at the top level", param="hyperparameters")
     inner = getattr(req.method, kind)
+    if kind == "reinforcement" and inner is None:
+        raise BadRequest("a reinforcement job needs `method.reinforcement.grader`", param="method.reinforcement")
     hyper = inner.hyperparameters if inner is not None else None
     return kind, hyper.model_dump() if hyper is not None else {}
 
@@ -81,7 +83,8 @@ def resolve_hyper(kind: str, sent: dict, records: int, max_rank: int) -> dict:
     return out
 
 
-def resolve(req: CreateJobRequest, router: ModelRouter, store: Store, job_id: str, seed: int) -> dict:
+def resolve(req: CreateJobRequest, router: ModelRouter, store: Store, job_id: str, seed: int,
+            settings: ServeSettings | None = None) -> dict:
     if req.integrations:
         raise BadRequest("integrations are not supported; metrics are in the job's events", param="integrations")
     kind, sent = _method(req)
@@ -89,9 +92,13 @@ def resolve(req: CreateJobRequest, router: ModelRouter, store: Store, job_id: st
     train = _file(store, req.training_file, "training_file", kind)
     if req.validation_file is not None:
         _file(store, req.validation_file, "validation_file", kind)
-    hyper = resolve_hyper(kind, sent, train["records"] or 1, group.config.max_lora_rank)
+    if kind == "reinforcement":
+        hyper, extra = resolve_reinforcement(req.method.reinforcement, sent, train["records"] or 1,
+                                             group.config.max_lora_rank, router, settings)
+    else:
+        hyper, extra = resolve_hyper(kind, sent, train["records"] or 1, group.config.max_lora_rank), {}
     suffix = req.suffix or ""
-    return {
+    return {**extra,
         "model": req.model, "base": group.name, "base_path": group.config.model, "method_type": kind,
         "training_file": req.training_file, "validation_file": req.validation_file, "hyperparameters": hyper,
         "learning_rate": BASE_LR[kind] * hyper["learning_rate_multiplier"], "suffix": req.suffix, "seed": seed,

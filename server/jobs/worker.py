@@ -1,6 +1,6 @@
 """One fine-tuning job in its own process: `python -m server.jobs.worker DB JOB_ID [--threads N]`.
 
-It trains with the trainers' TRL SFT/DPO setup and writes progress into the jobs
+It trains with the trainers' TRL SFT/DPO setup (reinforcement jobs: GRPO, in rft.py) and writes progress into the jobs
 database: a metrics event per logged step and a row per resumable checkpoint. The
 scheduler owns the job's status; the worker only records its result (the adapter
 path) or its error. SIGTERM (the gateway stopping, or dying: the worker asks the
@@ -142,6 +142,10 @@ def train(store: Store, job: dict, job_dir: Path) -> dict:
     from trainers.sft import save_outputs
 
     spec, kind = job["spec"], job["spec"]["method_type"]
+    if kind == "reinforcement":  # GRPO with the job's grader as the reward: its own loop and events
+        from .rft import train_rft
+
+        return train_rft(store, job, job_dir)
     cfg = settings_for(spec, job_dir)
     valid = job_dir / "valid.jsonl"
     callback = make_callback(store, job["id"], spec["hyperparameters"]["checkpoint_steps"], valid.exists())

@@ -23,7 +23,6 @@ OPENAI_HYPER = ("batch_size", "learning_rate_multiplier", "n_epochs")
 def job_object(row: dict) -> FineTuningJob:
     spec, kind = row["spec"], row["spec"]["method_type"]
     hyper = spec["hyperparameters"]
-    key = "supervised" if kind == "supervised" else "dpo"
     return FineTuningJob(
         id=row["id"], created_at=row["created_at"], error=row["error"] if row["status"] == "failed" else None,
         fine_tuned_model=row["fine_tuned_model"], finished_at=row["finished_at"],
@@ -31,7 +30,8 @@ def job_object(row: dict) -> FineTuningJob:
         seed=spec["seed"], status=row["status"], trained_tokens=row["trained_tokens"],
         training_file=spec["training_file"], validation_file=spec["validation_file"],
         estimated_finish=_eta(row), metadata=spec["metadata"], user_provided_suffix=spec["suffix"],
-        method={"type": kind, key: {"hyperparameters": hyper}},
+        method={"type": kind, kind: {"hyperparameters": hyper, **({"grader": spec["grader"]} if "grader" in spec
+                                                                   else {})}},
         progress={"step": row["step"], "total_steps": row["total_steps"]},
     )
 
@@ -57,7 +57,7 @@ async def create_job(request: Request) -> FineTuningJob:
                                             CreateJobRequest))
     job_id = new_id("ftjob")
     seed = body.seed if body.seed is not None else random.randrange(2**31)
-    spec = resolve(body, state.router, state.jobs.store, job_id, seed)
+    spec = resolve(body, state.router, state.jobs.store, job_id, seed, state.settings)
     row = state.jobs.store.add_job(job_id, spec)
     state.jobs.store.add_event(job_id, f"Created fine-tuning job: {job_id}")
     state.jobs.wake()

@@ -9,25 +9,15 @@ import time
 import httpx
 from fastapi import APIRouter, Depends, Request
 
-from evaluators.graders import GraderError, error_object, grade_batch, parse_grader
+from evaluators.graders import error_object, grade_batch
 
 from ..auth import require_user
 from ..errors import BadRequest
-from ..graders import check_served, embedder, http_context, python_limits
+from ..graders import checked_grader, embedder, http_context, python_limits
 from ..protocol import GraderRunRequest, GraderRunResponse, GraderValidateRequest
 from ..proxy import parse_request, read_body
 
 router = APIRouter(prefix="/v1/fine_tuning/alpha/graders", dependencies=[Depends(require_user)])
-
-
-def checked_grader(data: dict, state, prefix: str = "grader"):
-    """The parsed grader, or the OpenAI-shaped 400/404 that names the field."""
-    try:
-        grader = parse_grader(data, prefix)
-    except GraderError as e:
-        raise BadRequest(e.message, param=e.param, code="invalid_grader") from None
-    check_served(grader, state.router, state.settings)
-    return grader
 
 
 async def _body(request: Request, model):
@@ -38,7 +28,7 @@ async def _body(request: Request, model):
 @router.post("/validate")
 async def validate(request: Request) -> dict:
     body = await _body(request, GraderValidateRequest)
-    grader = checked_grader(body.grader, request.app.state)
+    grader = checked_grader(body.grader, request.app.state.router, request.app.state.settings)
     return {"grader": grader.model_dump(exclude_none=True)}
 
 
@@ -46,7 +36,7 @@ async def validate(request: Request) -> dict:
 async def run(request: Request) -> GraderRunResponse:
     state = request.app.state
     body = await _body(request, GraderRunRequest)
-    grader = checked_grader(body.grader, state)
+    grader = checked_grader(body.grader, state.router, state.settings)
     item = body.item if body.item is not None else {}
     if not isinstance(item, dict):
         raise BadRequest("item must be a JSON object (the `item` namespace of the templates)", param="item")

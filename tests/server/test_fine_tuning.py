@@ -228,7 +228,7 @@ BAD_CREATE = {
     "adapter-as-base": (dict(model="ft:tiny::nope"), 404, "model", "does not exist"),
     "missing-file": (dict(training_file="file-nope"), 400, "training_file", "does not exist"),
     "dpo-on-sft-file": (dict(method={"type": "dpo"}), 400, "training_file", "preference pairs"),
-    "reinforcement": (dict(method={"type": "reinforcement"}), 400, "method.type", "not supported"),
+    "reinforcement-without-grader": (dict(method={"type": "reinforcement"}), 400, "method.reinforcement", "grader"),
     "rank-too-big": (dict(method=sft(lora_rank=64)), 400, "method.supervised.hyperparameters.lora_rank", "max_lora_rank"),
     "unknown-hyper": (dict(method=sft(n_epoch=2)), 400, "method.supervised.hyperparameters.n_epoch", "Extra inputs"),
     "bad-suffix": (dict(suffix="a:b"), 400, "suffix", "pattern"),

@@ -77,3 +77,101 @@ def test_run_cosine_uses_the_served_embedder(client):
     same = client.fine_tuning.alpha.graders.run(grader=cos, model_sample="the cat sat", item={"answer": "the cat sat"})
     other = client.fine_tuning.alpha.graders.run(grader=cos, model_sample="zebra 9 !!", item={"answer": "the cat sat"})
     assert same.reward == pytest.approx(1.0, abs=1e-4) and other.reward < same.reward
+
+
+# -- reinforcement jobs -------------------------------------------------------------------------
+import io  # noqa: E402
+import json  # noqa: E402
+
+from tests.server.test_fine_tuning import finished, metrics, wait  # noqa: E402
+
+NAMES = ["Ann", "Bob", "Carla", "Dev", "Emma", "Farid"]
+PROMPTS = [{"messages": [{"role": "user", "content": f"{n} has {i} pens and buys one more. How many pens?"}],
+            "answer": str(i + 1), "letter": "e"} for i, n in enumerate(NAMES)]
+FUZZY = {"type": "text_similarity", "name": "fuzzy", "input": OUT, "reference": "{{item.answer}} pens",
+         "evaluation_metric": "fuzzy_match"}
+MULTI = {"type": "multi", "name": "pens", "calculate_output": "0.5 * has_e + 0.5 * fuzzy",
+         "graders": {"has_e": {"type": "string_check", "name": "has_e", "input": OUT, "reference": "{{item.letter}}",
+                               "operation": "ilike"}, "fuzzy": FUZZY}}
+FAST = {"max_steps": 2, "batch_size": 2, "eval_interval": 1, "max_tokens": 12, "lora_rank": 4,
+        "learning_rate_multiplier": 50}
+
+
+def rft(grader: dict, **hyper) -> dict:
+    return {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {**FAST, **hyper}}}
+
+
+def upload(client: openai.OpenAI, rows: list[dict], name: str) -> str:
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    return client.files.create(file=(name, io.BytesIO(data)), purpose="fine-tune").id
+
+
+@pytest.fixture(scope="module")
+def admin(gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.admin_key, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def files(admin) -> tuple[str, str]:
+    return upload(admin, PROMPTS[:4], "rft-train.jsonl"), upload(admin, PROMPTS[4:5], "rft-valid.jsonl")
+
+
+def test_bad_reinforcement_jobs_name_the_field(admin, files):
+    train, valid = files
+    create = admin.fine_tuning.jobs.create
+    e = error_of(create, model="tiny", training_file=train, method=rft({**CHECK, "operation": "eqq"}))
+    assert e.status_code == 400 and e.body["param"] == "method.reinforcement.grader.operation"
+    e = error_of(create, model="tiny", training_file=train, method=rft({**JUDGE, "model": "tinyy"}))
+    assert e.status_code == 404 and e.body["param"] == "method.reinforcement.grader.model"
+    assert "Did you mean 'tiny'" in e.body["message"]
+    e = error_of(create, model="tiny", training_file=train, method=rft({"type": "python", "name": "p",
+                                                                        "source": "def grade(s, i): return 1"}))
+    assert e.status_code == 400 and "--python-graders" in e.body["message"]
+    e = error_of(create, model="tiny", training_file=train, method=rft(CHECK, batch_size=9))
+    assert e.status_code == 400 and e.body["param"] == "method.reinforcement.hyperparameters.batch_size"
+    sft_rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]
+    e = error_of(create, model="tiny", training_file=upload(admin, sft_rows, "sft.jsonl"), method=rft(CHECK))
+    assert e.status_code == 400 and e.body["param"] == "training_file" and "user turn" in e.body["message"]
+    e = error_of(create, model="tiny", training_file=train, method={"type": "supervised"})
+    assert e.status_code == 400 and e.body["param"] == "training_file" and "reinforcement" in e.body["message"]
+
+
+def test_string_check_job_succeeds_serves_the_best_checkpoint_and_matches_graders_run(gateway, admin, files):
+    train, valid = files
+    job = admin.fine_tuning.jobs.create(model="tiny", training_file=train, validation_file=valid,
+                                        method=rft(MULTI), seed=3)
+    assert job.method.type == "reinforcement" and job.method.reinforcement.grader.type == "multi"
+    done = wait(admin, job.id, finished, timeout=600)
+    assert done.status == "succeeded", done.error
+    steps = sorted(metrics(admin, job.id), key=lambda d: d["step"])
+    assert [d["step"] for d in steps] == [1, 2]
+    for d in steps:  # the reward curve, each sub-grader's mean, and the validation grade per step
+        assert 0.0 <= d["train_reward_mean"] <= 1.0 and 0.0 <= d["valid_reward_mean"] <= 1.0
+        assert "train_has_e_mean" in d and "valid_fuzzy_mean" in d
+    ckpts = admin.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert {c.step_number for c in ckpts} == {1, 2}
+    assert all(0.0 <= c.metrics.model_dump()["valid_reward_mean"] <= 1.0 for c in ckpts)
+    best = max(steps, key=lambda d: (d["valid_reward_mean"], d["step"]))
+    events = [e.message for e in admin.fine_tuning.jobs.list_events(job.id, limit=100)]
+    assert f"Best checkpoint: step {best['step']}" in " ".join(events)
+    # the fine-tuned model answers; graded by /graders/run, its greedy answer gets the job's score
+    chat = gateway.openai().chat.completions.create(model=done.fine_tuned_model, messages=PROMPTS[4]["messages"],
+                                                    max_tokens=12, temperature=0)
+    answer = chat.choices[0].message.content
+    graded = admin.fine_tuning.alpha.graders.run(grader=MULTI, model_sample=answer, item=PROMPTS[4])
+    assert graded.reward == pytest.approx(best["valid_reward_mean"], abs=1e-6)
+    policy = f"rft-{job.id}"  # the training policy gave its LoRA slot back
+    assert policy not in [m.id for m in gateway.openai().models.list().data]
+
+
+def test_evalctl_task_grader_job_succeeds_and_answers(gateway, admin, files):
+    train, _ = files
+    task = {"type": "evalctl_task", "name": "r1", "task": "gsm8k", "scorer": "format_reward"}
+    job = admin.fine_tuning.jobs.create(model="tiny", training_file=train, method=rft(task, max_steps=1), seed=1)
+    done = wait(admin, job.id, finished, timeout=600)
+    assert done.status == "succeeded", done.error
+    (step,) = metrics(admin, job.id)
+    assert step["train_reward_mean"] == 0.0  # the random tiny model never writes r1_zero's format
+    chat = gateway.openai().chat.completions.create(model=done.fine_tuned_model, messages=PROMPTS[0]["messages"],
+                                                    max_tokens=8)
+    assert chat.choices[0].message.content is not None and chat.usage.completion_tokens > 0
