@@ -5,8 +5,14 @@ ending in a hot-loaded fine-tuned model that answers."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import openai
 import pytest
+
+from tests.conftest import ADMIN_KEY, API_KEY, start_gateway
+from tests.server.test_fine_tuning import finished, metrics, wait
 
 OUT = "{{sample.output_text}}"
 CHECK = {"type": "string_check", "name": "exact", "input": OUT, "reference": "{{item.answer}}", "operation": "eq"}
@@ -80,11 +86,6 @@ def test_run_cosine_uses_the_served_embedder(client):
 
 
 # -- reinforcement jobs -------------------------------------------------------------------------
-import io  # noqa: E402
-import json  # noqa: E402
-
-from tests.server.test_fine_tuning import finished, metrics, wait  # noqa: E402
-
 NAMES = ["Ann", "Bob", "Carla", "Dev", "Emma", "Farid"]
 PROMPTS = [{"messages": [{"role": "user", "content": f"{n} has {i} pens and buys one more. How many pens?"}],
             "answer": str(i + 1), "letter": "e"} for i, n in enumerate(NAMES)]
@@ -175,3 +176,48 @@ def test_evalctl_task_grader_job_succeeds_and_answers(gateway, admin, files):
     chat = gateway.openai().chat.completions.create(model=done.fine_tuned_model, messages=PROMPTS[0]["messages"],
                                                     max_tokens=8)
     assert chat.choices[0].message.content is not None and chat.usage.completion_tokens > 0
+
+
+# -- a gateway of its own: python graders allowed and limited; a running job survives a restart ----------
+PYGRADER = {"type": "python", "name": "py", "source": "def grade(sample, item):\n"
+            "    text = sample['output_text']\n    return sum(c in text for c in 'aeiou') / 5\n"}
+
+
+def test_python_graders_limited_and_a_running_job_resumes_after_restart(tiny_model, tmp_path):
+    args = ("--api-key", API_KEY, "--admin-key", ADMIN_KEY, "--jobs-dir", str(tmp_path / "jobs"),
+            "--python-graders", "--python-grader-timeout", "2")
+    gw = start_gateway(tiny_model, tmp_path / "gw1.log", *args)
+    try:
+        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=120)
+        run = client.fine_tuning.alpha.graders.run
+        assert run(grader=PYGRADER, model_sample="aeiou", item={}).reward == pytest.approx(1.0)
+        spin = {**PYGRADER, "source": "def grade(sample, item):\n    while True:\n        pass\n"}
+        got = run(grader=spin, model_sample="x", item={})
+        assert got.reward == 0.0 and got.metadata.errors.python_grader_runtime_error
+        assert "ran past 2.0 s" in got.metadata.errors.python_grader_runtime_error_details
+        train, valid = upload(client, PROMPTS[:4], "t.jsonl"), upload(client, PROMPTS[4:], "v.jsonl")
+        job = client.fine_tuning.jobs.create(model="tiny", training_file=train, validation_file=valid,
+                                             method=rft(PYGRADER, max_steps=4), seed=5)
+        wait(client, job.id, lambda j: j.status == "running" and (j.model_extra["progress"]["step"] or 0) >= 2,
+             timeout=600)
+    finally:
+        gw.stop()
+    gw = start_gateway(tiny_model, tmp_path / "gw2.log", *args)
+    try:
+        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=120)
+        done = wait(client, job.id, finished, timeout=600)
+        assert done.status == "succeeded", done.error
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=200)]
+        restart = [m for m in messages if "resuming at step" in m]
+        assert restart and int(restart[0].rsplit(" ", 1)[1]) >= 1  # from its checkpoint, not from scratch
+        assert sorted({m["step"] for m in metrics(client, job.id)}) == [1, 2, 3, 4]
+        answer = gw_chat(gw, done.fine_tuned_model)
+        assert answer is not None
+    finally:
+        gw.stop()
+
+
+def gw_chat(gw, model: str) -> str | None:
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    return client.chat.completions.create(model=model, messages=PROMPTS[0]["messages"], max_tokens=8
+                                          ).choices[0].message.content
