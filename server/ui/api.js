@@ -10,10 +10,11 @@ export function setKey(key) {
 }
 
 export class ApiError extends Error {
-  constructor(status, message, code = null) {
+  constructor(status, message, code = null, param = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.param = param;  // the request field OpenAI's error names (grader.operation, training_file, ...)
   }
 }
 
@@ -27,15 +28,17 @@ function headers(extra = {}) {
 async function toError(resp) {
   let message = `HTTP ${resp.status}`;
   let code = null;
+  let param = null;
   try {
     const body = await resp.json();
     if (body && body.error) {
       message = body.error.message || message;
       code = body.error.code ?? null;
+      param = body.error.param ?? null;
     }
   } catch { /* not JSON: keep the status line */ }
   if (resp.status === 401) message += " — paste a valid key at the top right";
-  return new ApiError(resp.status, message, code);
+  return new ApiError(resp.status, message, code, param);
 }
 
 // fetch + error mapping. `json` sends a JSON body, `form` a FormData; `raw` returns the Response.

@@ -1,11 +1,17 @@
 // Jobs: OpenAI-style fine-tuning jobs. Upload a JSONL (/v1/files, purpose fine-tune), create a job
-// (/v1/fine_tuning/jobs), follow its status and loss curve from its metrics events, cancel it.
+// (/v1/fine_tuning/jobs), follow its status and loss curve (reinforcement: train and validation
+// reward curves) from its metrics events, cancel it. A reinforcement job's grader is JSON, checked
+// by /v1/fine_tuning/alpha/graders/validate before the job is created.
 
 import { api, forgetModels } from "./api.js";
 import { lineChart } from "./chart.js";
 import { $, beginLoad, el, fmtTime, status } from "./dom.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const EXAMPLE_GRADER = {
+  type: "string_check", name: "exact", operation: "eq",
+  input: "{{sample.output_text}}", reference: "{{item.answer}}",
+};
 let current = null;   // the job shown in the detail card
 let poll = null;
 
@@ -20,7 +26,47 @@ function hyperparameters() {
   set("batch_size", num("#job-batch", true));
   set("learning_rate_multiplier", num("#job-lr", false));
   set("max_steps", num("#job-steps", true));
+  if ($("#job-method").value === "reinforcement") {
+    set("eval_interval", num("#job-eval-interval", true));
+    set("max_tokens", num("#job-max-tokens", true));
+  }
   return h;
+}
+
+// The grader from the editor; a message naming the problem when it is not a JSON object.
+function graderJSON() {
+  let g;
+  try {
+    g = JSON.parse($("#job-grader").value);
+  } catch (err) {
+    throw new Error(`grader: not valid JSON (${err.message})`);
+  }
+  if (!g || typeof g !== "object" || Array.isArray(g)) throw new Error("grader: a JSON object with a `type` is expected");
+  return g;
+}
+
+// An error with the field it is about, unless the message already starts with it.
+function describe(err) {
+  return err.param && !err.message.startsWith(err.param) ? `${err.param}: ${err.message}` : err.message;
+}
+
+async function checkGrader() {
+  const line = $("#job-grader-status");
+  try {
+    const g = graderJSON();
+    await api("/v1/fine_tuning/alpha/graders/validate", { method: "POST", json: { grader: g } });
+    status(line, `${g.type} grader ${g.name ?? ""} is valid`, "ok");
+    return g;
+  } catch (err) {
+    status(line, describe(err), "error");
+    throw err;
+  }
+}
+
+function methodChanged() {
+  const rft = $("#job-method").value === "reinforcement";
+  $("#job-rft").hidden = !rft;
+  if (rft && !$("#job-grader").value.trim()) $("#job-grader").value = JSON.stringify(EXAMPLE_GRADER, null, 2);
 }
 
 async function fillFiles() {
@@ -28,10 +74,14 @@ async function fillFiles() {
   const keep = sel.value;
   try {
     const files = await api("/v1/files");
-    sel.replaceChildren(el("option", { value: "" }, "(upload the file above)"),
-      ...files.data.filter((f) => f.purpose === "fine-tune").map((f) =>
-        el("option", { value: f.id }, `${f.filename} · ${f.id}${f.records ? ` · ${f.records} records` : ""}`)));
+    const options = () => files.data.filter((f) => f.purpose === "fine-tune").map((f) =>
+      el("option", { value: f.id }, `${f.filename} · ${f.id}${f.records ? ` · ${f.records} records` : ""}`));
+    sel.replaceChildren(el("option", { value: "" }, "(upload the file above)"), ...options());
     if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+    const valid = $("#job-valid");
+    const keepValid = valid.value;
+    valid.replaceChildren(el("option", { value: "" }, "(none)"), ...options());
+    if ([...valid.options].some((o) => o.value === keepValid)) valid.value = keepValid;
   } catch { /* the form reports errors when it is used */ }
 }
 
@@ -42,6 +92,8 @@ async function startJob(e) {
   let fileId = $("#job-existing").value;
   $("#job-start").disabled = true;
   try {
+    const type = $("#job-method").value;
+    const grader = type === "reinforcement" ? await checkGrader() : null;  // before anything is uploaded
     if (file) {
       status(line, `uploading ${file.name}…`);
       const form = new FormData();
@@ -50,9 +102,9 @@ async function startJob(e) {
       fileId = (await api("/v1/files", { method: "POST", form })).id;
     }
     if (!fileId) throw new Error("choose a JSONL file to upload, or an uploaded file");
-    const type = $("#job-method").value;
-    const body = { model: $("#job-model").value, training_file: fileId,
-      method: { type, [type]: { hyperparameters: hyperparameters() } } };
+    const inner = { hyperparameters: hyperparameters(), ...(grader ? { grader } : {}) };
+    const body = { model: $("#job-model").value, training_file: fileId, method: { type, [type]: inner } };
+    if (grader && $("#job-valid").value) body.validation_file = $("#job-valid").value;
     if ($("#job-suffix").value.trim()) body.suffix = $("#job-suffix").value.trim();
     status(line, "creating the job…");
     const job = await api("/v1/fine_tuning/jobs", { method: "POST", json: body });
@@ -61,7 +113,7 @@ async function startJob(e) {
     await fillFiles();
     location.hash = `#/jobs/${job.id}`;
   } catch (err) {
-    status(line, err.message, "error");
+    status(line, describe(err), "error");
   } finally {
     $("#job-start").disabled = false;
   }
@@ -99,6 +151,16 @@ function lossPoints(events) {
     const d = ev.data || {};
     const loss = d.train_loss ?? d.loss;
     if (ev.type === "metrics" && typeof d.step === "number" && typeof loss === "number") byStep.set(d.step, loss);
+  }
+  return [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([x, y]) => ({ x, y }));
+}
+
+// Reward points (reinforcement jobs' metrics events): train_reward_mean or valid_reward_mean.
+function rewardPoints(events, key) {
+  const byStep = new Map();
+  for (const ev of events) {
+    const d = ev.data || {};
+    if (ev.type === "metrics" && typeof d.step === "number" && typeof d[key] === "number") byStep.set(d.step, d[key]);
   }
   return [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([x, y]) => ({ x, y }));
 }
@@ -141,7 +203,12 @@ async function showJob(id) {
     ["finished", fmtTime(job.finished_at)], ["hyperparameters", Object.entries(job.hyperparameters || {}).map(([k, v]) => `${k} ${v}`).join(" · ")]];
   if (job.error) fields.push(["error", `${job.error.code}: ${job.error.message}`]);
   $("#job-fields").replaceChildren(...fields.map(([k, v]) => el("div", {}, el("span", { class: "label" }, k), " ", String(v))));
-  $("#job-chart").replaceChildren(lineChart("training loss", lossPoints(events)));
+  if (job.method?.type === "reinforcement") {
+    $("#job-chart").replaceChildren(lineChart("train reward (mean)", rewardPoints(events, "train_reward_mean")),
+      lineChart("validation reward (mean)", rewardPoints(events, "valid_reward_mean")));
+  } else {
+    $("#job-chart").replaceChildren(lineChart("training loss", lossPoints(events)));
+  }
   const log = [...events].sort((a, b) => b.created_at - a.created_at).slice(0, 12);
   $("#job-events").replaceChildren(...log.map((ev) => el("div", { class: `event ${ev.level}` },
     el("span", { class: "muted" }, new Date(ev.created_at * 1000).toLocaleTimeString()), " ", ev.message)));
@@ -169,6 +236,8 @@ export function leaveJobs() {
 
 export function initJobs() {
   $("#job-form").addEventListener("submit", startJob);
+  $("#job-method").addEventListener("change", methodChanged);
+  $("#job-grader-check").addEventListener("click", () => checkGrader().catch(() => {}));
   $("#job-refresh").addEventListener("click", tick);
   $("#job-cancel").addEventListener("click", async () => {
     if (!current) return;

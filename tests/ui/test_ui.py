@@ -337,3 +337,52 @@ def test_jobs_upload_train_follow_and_cancel(page, gateway, tmp_path):
         assert admin.get(f"/v1/fine_tuning/jobs/{second}").json()["status"] == "cancelled"
     page.open("playground")  # the finished job's adapter is served and offered in the model list
     page.choose("#pg-model", job["fine_tuned_model"])
+
+
+RFT_ROWS = [{"messages": [{"role": "user", "content": f"{n} has {i} pens. How many pens?"}], "answer": str(i)}
+            for i, n in enumerate(["Ann", "Bob", "Carla", "Dev"])]
+
+
+def test_jobs_reinforcement_with_a_grader_from_the_page(page, gateway, tmp_path):
+    train, valid = tmp_path / "rft.jsonl", tmp_path / "rft-valid.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in RFT_ROWS))
+    valid.write_text(json.dumps(RFT_ROWS[0]) + "\n")
+    with gateway.admin() as admin:
+        valid_id = admin.post("/v1/files", data={"purpose": "fine-tune"},
+                              files={"file": ("rft-valid.jsonl", valid.read_bytes())}).json()["id"]
+    page.open("jobs", key=page.gw.admin_key)
+    page.find("#job-file").send_keys(str(train))
+    page.choose("#job-model", "tiny")
+    page.choose("#job-method", "reinforcement")
+    page.wait(lambda d: page.find("#job-rft").is_displayed())
+    assert json.loads(page.find("#job-grader").get_attribute("value"))["type"] == "string_check"  # an example
+    grader = {"type": "text_similarity", "name": "sim", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}} pens", "evaluation_metric": "fuzzy_match"}
+    page.fill("#job-grader", json.dumps({**grader, "evaluation_metric": "fuzzy"}))
+    page.find("#job-grader-check").click()
+    page.wait(lambda d: "grader.evaluation_metric" in page.text("#job-grader-status"))
+    # the console logs that refused request; reading the log clears it for the fixture's check
+    assert all("400" in e for e in page.errors() if "favicon" not in e)
+    page.fill("#job-grader", "{not json")
+    page.find("#job-start").click()  # refused before anything is uploaded
+    page.wait(lambda d: "not valid JSON" in page.text("#job-form-status"))
+    page.fill("#job-grader", json.dumps(grader))
+    page.choose("#job-valid", valid_id)
+    page.fill("#job-steps", "2")
+    page.fill("#job-batch", "2")
+    page.fill("#job-eval-interval", "1")
+    page.fill("#job-max-tokens", "8")
+    page.find("#job-start").click()
+    page.wait(lambda d: d.execute_script("return location.hash").startswith("#/jobs/ftjob"))
+    job_id = page.d.execute_script("return location.hash").split("/")[-1]
+    page.wait(lambda d: page.find("#job-detail").get_attribute("data-status") in ("succeeded", "failed"), timeout=600)
+    fields = page.find("#job-fields").text
+    assert page.find("#job-detail").get_attribute("data-status") == "succeeded", fields
+    assert "reinforcement" in fields and "step 2 / 2" in fields
+    charts = page.all("#job-chart svg")
+    assert len(charts) == 2  # train and validation reward curves, a point per step each
+    assert all(len(c.find_elements("css selector", "circle")) == 2 for c in charts)
+    with gateway.admin() as admin:
+        job = admin.get(f"/v1/fine_tuning/jobs/{job_id}").json()
+    assert job["method"]["reinforcement"]["grader"]["name"] == "sim" and job["validation_file"] == valid_id
+    page.shot("jobs-reinforcement")
