@@ -2,8 +2,8 @@
 
 The child is a fresh interpreter (`python -I`: no user site, no PYTHONPATH, no cwd on sys.path)
 in an empty temporary directory with an empty environment. Before the grader's source runs it
-gets RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_FSIZE (no file bigger than 1 MiB) and RLIMIT_NPROC
-where the kernel allows; each `grade(sample, item)` call has a wall-clock alarm. One child grades a
+gets RLIMIT_AS (memory), RLIMIT_CPU and RLIMIT_FSIZE (no file bigger than 1 MiB); each
+`grade(sample, item)` call has a wall-clock alarm, and the whole batch a wall-clock timeout. One child grades a
 whole batch (a rollout step's completions), so the interpreter starts once per batch, not per sample.
 The grader can still open sockets: these limits keep a slow or greedy grader from hurting the
 server, they are not a jail for hostile code, which is why python graders need an explicit flag.

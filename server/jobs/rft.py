@@ -106,6 +106,8 @@ class Evaluator:
             raise TrainError(f"sampling the validation prompts failed: {failed}")
         cases = [(t, row) for g, row in zip(gens, self.rows) for t in g.texts]
         outs = self.loop.run(grade_batch(self.grader, cases, self.ctx))
+        if not outs:
+            raise TrainError("the validation prompts gave no completions to grade")
         metrics = {"valid_reward_mean": sum(o.score for o in outs) / len(outs)}
         for name in outs[0].sub:
             metrics[f"valid_{name}_mean"] = sum(o.sub[name] for o in outs) / len(outs)

@@ -133,6 +133,11 @@ class Scheduler:
             self.store.add_event(job["id"], "Files validated, moving job to queued state")
 
     def _launch(self, job: dict) -> None:
+        if job["spec"].get("python_limits") and not self.settings.python_graders:
+            # created while python graders were allowed; this server (restarted without the flag) refuses them
+            self._fail(job["id"], "python_graders_disabled", "the job's grader runs Python, and this server now "
+                       "runs without --python-graders", "method.reinforcement.grader", only_from=("queued",))
+            return
         job_dir = self.job_dir(job["id"])
         cmd = [sys.executable, "-m", "server.jobs.worker", str(self.store.path), job["id"],
                "--threads", str(self.settings.job_cpu_threads)]

@@ -221,3 +221,22 @@ def gw_chat(gw, model: str) -> str | None:
     client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=API_KEY, max_retries=0, timeout=120)
     return client.chat.completions.create(model=model, messages=PROMPTS[0]["messages"], max_tokens=8
                                           ).choices[0].message.content
+
+
+# -- no engine -------------------------------------------------------------------------------------
+def test_python_job_fails_on_a_server_restarted_without_the_flag(tmp_path):
+    from server.jobs.scheduler import Scheduler
+    from server.settings import ServeSettings
+
+    sched = Scheduler(ServeSettings(jobs_dir=tmp_path), adapters=None, router=None)
+    sched.store.add_job("ftjob-py", {"python_limits": {"timeout": 1.0, "memory_mb": 128}})
+    sched.store.update_job("ftjob-py", status="queued")
+    sched._launch(sched.store.get_job("ftjob-py"))
+    job = sched.store.get_job("ftjob-py")
+    assert job["status"] == "failed" and job["error"]["code"] == "python_graders_disabled" and not sched.workers
+
+
+def test_micro_batch_divides_the_steps_completions():
+    from server.jobs.rft_spec import micro_batch
+
+    assert [micro_batch(total, 16) for total in (8, 16, 20, 48, 7)] == [8, 16, 10, 16, 7]
