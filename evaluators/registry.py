@@ -57,6 +57,7 @@ def _build_tasks() -> Registry[Task]:
     registry: Registry[Task] = Registry("task")
     for module in (gsm8k, gsm8k_cot, legal, finance, probability):
         registry.register(module.TASK.name, module.TASK)
+    registry.register(legal.ARTICLES_TASK.name, legal.ARTICLES_TASK)
     return registry
 
 

@@ -46,6 +46,7 @@ class RunSpec:
     n: int = 1
     judge: str | None = None
     judge_max_tokens: int = 512
+    judge_constrained: bool = False  # decode verdicts under judge.VERDICT_REGEX (vLLM structured outputs)
     data_path: str | list[str] | None = None
     data_sha256: str | None = None
     limit: int | None = None
@@ -162,7 +163,8 @@ async def finish_sample(client: EvalClient, task: Task, spec: RunSpec, sample: S
     if spec.judge and not gen.error:
         gold = {k: v for k, v in sample.items() if k not in ("id", "prompt", "category")}
         verdicts = list(await asyncio.gather(*(
-            judging.judge_completion(client, spec.judge, sample["prompt"], t, gold, spec.judge_max_tokens)
+            judging.judge_completion(client, spec.judge, sample["prompt"], t, gold, spec.judge_max_tokens,
+                                     spec.judge_constrained)
             for t in gen.texts)))
     record = build_record(task, sample, gen, per, score_error, verdicts)
     if context is not None:
@@ -242,6 +244,8 @@ def finalize(out: Path, task: Task, spec: RunSpec, timings: dict | None = None) 
     """Recompute summary.json from results.jsonl (the file is the source of truth)."""
     records = read_jsonl(out / RESULTS) if (out / RESULTS).exists() else []
     stats = summarize(records, task.summary_names, spec.n)
+    if task.corpus is not None:
+        stats.update(task.corpus(records))
     lat = [r["latency"] for r in records if r.get("latency") is not None and not r.get("cached")]
     summary = {
         "task": spec.task, "model": spec.model, "endpoint": spec.endpoint, "judge": spec.judge,

@@ -26,6 +26,8 @@ class Task:
     summary_names: dict[str, str] = field(default_factory=dict)  # per-sample field -> summary metric name
     primary: str = "reward"  # the per-sample field `compare` and trainers look at first
     sampling: dict[str, Any] = field(default_factory=dict)  # defaults: temperature, max_tokens, stop, ...
+    # corpus-level metrics no per-sample mean gives (legal's charge macro-F1): results records -> {name: value}
+    corpus: Callable[[list[dict]], dict[str, float]] | None = None
 
     def score(self, completion: str, sample: Sample) -> dict[str, float | None]:
         columns = {k: [v] for k, v in sample.items() if k != "prompt"}

@@ -207,6 +207,20 @@ def charge_macro_f1(pred_sets: list, gold_sets: list) -> float:
     return sum(2 * tp / (2 * tp + fp + fn) for tp, fp, fn in counts.values()) / len(counts)
 
 
+def legal_corpus_metrics(records: list[dict]) -> dict[str, float]:
+    """Charge macro-F1 over a run's records (first completion each; the ones with a gold charge)."""
+    preds, golds = [], []
+    for rec in records:
+        gold = (rec.get("gold") or {}).get("charge")
+        if not gold:
+            continue
+        texts = rec.get("completions") or [rec.get("completion")]
+        parsed = parse_legal(texts[0] if texts else None)
+        preds.append(regroup_charges(parsed.charges, gold) if parsed else [])
+        golds.append(list(gold))
+    return {"charge_macro_f1": charge_macro_f1(preds, golds)} if golds else {}
+
+
 def lawshift_parse(text: Any) -> tuple[str, int | str | None] | None:
     """("V", months | "XT" | None) or ("NV", None) from a LawShift answer; None if unrecognised."""
     body = _answer_body(str(text or "")).strip().strip("`'\"").strip()

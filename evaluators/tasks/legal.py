@@ -9,12 +9,13 @@ and term no longer apply, so only the label is kept there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from ..data import data_root, read_records, resolve
-from ..scorers.legal import (XT, lawshift_label_accuracy, legal_charge_accuracy, legal_combined,
+from ..scorers.legal import (XT, lawshift_label_accuracy, legal_charge_accuracy, legal_combined, legal_corpus_metrics,
                              legal_format_reward, legal_term_exact, legal_term_score, parse_legal)
 from ..task import Sample, Task
 
@@ -47,8 +48,18 @@ def _term_bucket(term: Any) -> str:
     return "term:121+"
 
 
-def _case(rec: dict, sample_id: str) -> Sample | None:
-    """One CAIL case, from either the original `meta` layout or the reshaped one."""
+def _cail_articles_text(table: dict[str, str], ids: list) -> str:
+    """CAIL names whole articles (264); the criminal-law file holds them by paragraph (264-0-0)."""
+    parts = []
+    for a in ids:
+        paras = [text for key, text in table.items() if key == str(a) or key.startswith(f"{a}-")]
+        parts.append(f"【第{a}条】{''.join(paras) or '（法条内容未找到）'}")
+    return "\n".join(parts)
+
+
+def _case(rec: dict, sample_id: str, table: dict[str, str] | None = None) -> Sample | None:
+    """One CAIL case, from either the original `meta` layout or the reshaped one; with `table`
+    (article id -> text) its relevant articles go into the prompt."""
     if not isinstance(rec, dict) or not rec.get("fact"):
         return None
     if isinstance(rec.get("meta"), dict):
@@ -59,7 +70,8 @@ def _case(rec: dict, sample_id: str) -> Sample | None:
         articles = meta.get("relevant_articles") or []
     else:
         prison, charges, articles = rec.get("prison_time"), list(rec.get("charge") or []), rec.get("relevant_articles")
-    return {"id": str(rec.get("id", sample_id)), "prompt": _prompt(str(rec["fact"])),
+    text = _cail_articles_text(table, articles or []) if table else ""
+    return {"id": str(rec.get("id", sample_id)), "prompt": _prompt(str(rec["fact"]), text),
             "category": _term_bucket(prison), "charge": charges, "prison_time": prison,
             "relevant_articles": articles or []}
 
@@ -105,7 +117,7 @@ def _is_lawshift_folder(path: Path) -> bool:
     return path.is_dir() and any((path / f"{s}.json").is_file() for s in SPLITS)
 
 
-def load(path: Path | None = None) -> list[Sample]:
+def load(path: Path | None = None, table: dict[str, str] | None = None) -> list[Sample]:
     """CAIL jsonl (reshaped or original `meta` layout), a LawShift type folder, or the LawShift root."""
     path = resolve(path, DEFAULT_DATA)
     if path.is_file() and path.stem in SPLITS and _is_lawshift_folder(path.parent):  # one split of one type
@@ -118,8 +130,17 @@ def load(path: Path | None = None) -> list[Sample]:
             raise FileNotFoundError(f"{path}: no LawShift folders (original.json / poisoned.json) found")
         labels = _lawshift_labels(path.parent if _is_lawshift_folder(path) else path)
         return [s for folder in folders for s in _load_lawshift_folder(folder, labels.get(folder.name))]
-    cases = (_case(rec, f"{path.stem}-{i}") for i, rec in enumerate(read_records(path)))
+    cases = (_case(rec, f"{path.stem}-{i}", table) for i, rec in enumerate(read_records(path)))
     return [c for c in cases if c is not None]
+
+
+def load_with_articles(path: Path | None = None) -> list[Sample]:
+    """As `load`, with each CAIL case's relevant articles in its prompt, read from
+    criminal_law_articles.json beside the data file or under the data root (LawShift has its own)."""
+    data = resolve(path, DEFAULT_DATA)
+    beside = (data if data.is_dir() else data.parent) / "criminal_law_articles.json"
+    file = beside if beside.is_file() else resolve(None, ARTICLES_DATA)
+    return load(path, json.loads(file.read_text("utf-8")))
 
 
 def extract(text: str) -> str | None:
@@ -131,6 +152,7 @@ def extract(text: str) -> str | None:
     return f"{';'.join(parsed.charges)} | {parsed.term if parsed.term is not None else '?'}"
 
 
+ARTICLES_DATA = "legal/criminal_law_articles.json"
 TASK = Task(
     name="legal",
     description="CAIL2018 criminal judgment prediction (charges + prison term); LawShift folders also accepted",
@@ -141,4 +163,9 @@ TASK = Task(
     summary_names={"format": "format_rate", "combined": "avg_combined", "lawshift_accuracy": "lawshift_success_rate"},
     primary="combined",
     sampling={"temperature": 0.0, "max_tokens": 1024},
+    corpus=legal_corpus_metrics,
 )
+
+ARTICLES_TASK = dataclasses.replace(
+    TASK, name="legal_articles", load=load_with_articles,
+    description="legal with each case's relevant criminal-law articles in the prompt (criminal_law_articles.json)")

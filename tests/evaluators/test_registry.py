@@ -10,7 +10,7 @@ from evaluators.task import Task
 
 
 def test_tasks_are_registered():
-    assert TASKS.names() == ["finance", "gsm8k", "gsm8k_cot", "legal", "probability"]
+    assert TASKS.names() == ["finance", "gsm8k", "gsm8k_cot", "legal", "legal_articles", "probability"]
     for name in TASKS.names():
         task = TASKS.get(name)
         assert isinstance(task, Task) and task.name == name
