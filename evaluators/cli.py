@@ -91,6 +91,8 @@ def _print_summary(summary: dict, out: Path) -> None:
 @click.option("--seed", type=int, help="Sampling seed sent with each request.")
 @click.option("--judge", help="Also grade each completion with this model (served by the same endpoint).")
 @click.option("--judge-max-tokens", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--judge-constrained", is_flag=True, help="Decode the judge's verdict under its JSON shape (vLLM "
+              "structured outputs): a small judge then never loses a verdict to an unreadable reply.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run dir (default runs/TASK-MODEL-TIME); "
               "an existing one is resumed.")
 @click.option("--data", type=click.Path(path_type=Path), help="Data file instead of the task's default.")
@@ -108,8 +110,8 @@ def _print_summary(summary: dict, out: Path) -> None:
               default=Path(".cache/rag/chroma"), show_default=True, help="Chroma store for --rag.")
 @click.option("--chroma-url", envvar="EVALCTL_CHROMA_URL", help="Chroma server for --rag (wins over --chroma-path).")
 def run(task_name, model, base_url, api_key, limit, concurrency, batch_size, n, temperature, max_tokens, seed, judge,
-        judge_max_tokens, out, data, timeout, no_progress, rag_collection, rag_k, rag_mode, rag_max_chars, rerank,
-        chroma_path, chroma_url) -> None:
+        judge_max_tokens, judge_constrained, out, data, timeout, no_progress, rag_collection, rag_k, rag_mode,
+        rag_max_chars, rerank, chroma_path, chroma_url) -> None:
     """Evaluate MODEL on TASK through an OpenAI-compatible endpoint."""
     from . import runner
 
@@ -121,7 +123,8 @@ def run(task_name, model, base_url, api_key, limit, concurrency, batch_size, n, 
     params = runner.sampling_params(task, temperature=temperature, max_tokens=max_tokens, seed=seed)
     data_path, data_sha = runner.data_provenance(runner.data_files(task, data))
     spec = runner.RunSpec(task=task.name, model=model, endpoint=base_url, sampling=params, n=n, judge=judge,
-                          judge_max_tokens=judge_max_tokens, limit=limit, data_path=data_path, data_sha256=data_sha,
+                          judge_max_tokens=judge_max_tokens, judge_constrained=judge_constrained, limit=limit,
+                          data_path=data_path, data_sha256=data_sha,
                           extra={"samples_sha256": runner.samples_sha256(samples)})
     out = out or runner.default_out_dir(task.name, model)
     contexts = None

@@ -105,9 +105,15 @@ class RSSettings(SFTSettings, SamplingSettings):
 
 class DistillSettings(_Base):
     teacher: str = Field(description="Served teacher model name.")
-    data: Path = Field(description="Raw questions: .jsonl/.json with question + answer (+ category).")
+    data: Path | None = Field(None, description="Raw questions: .jsonl/.json with question + answer (+ category); "
+                              "with --task, that task's data file (default: its own).")
     out: Path = Field(description="Output directory: sft.jsonl, rl.jsonl, test.jsonl, filter_stats.json.")
+    task: str | None = Field(None, description="Read the questions through this evaluator task (its prompt text, "
+                             "gold answer and category, e.g. finance's question types); its test.jsonl/rl.jsonl "
+                             "then load back as that task's --data.")
     judge: bool = Field(True, description="Filter with an LLM judge served by the endpoint.")
+    judge_constrained: bool = Field(True, description="Decode the judge's verdict under its JSON shape (vLLM "
+                                    "structured outputs): an unreadable verdict would drop a good sample.")
     judge_model: str | None = Field(None, description="Served judge model (default: the teacher).")
     judge_threshold: float = Field(6.0, description="Keep when the judge's mean rubric score (1-10) >= this.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of kept samples held out as test "

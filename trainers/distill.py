@@ -31,6 +31,7 @@ SYSTEM = ("Solve the problem. First reason step by step inside <think> </think>,
 COT_RE = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
 QUESTION_KEYS = ("question", "prompt", "problem", "instruction", "query")
 ANSWER_KEYS = ("answer", "gold", "final_answer", "solution", "output", "label")
+TASK_COLUMNS = ("answer_type", "choices")  # what the finance/probability scorers read beside the answer
 
 
 def read_questions(path: Path, limit: int | None = None) -> list[dict]:
@@ -46,6 +47,22 @@ def read_questions(path: Path, limit: int | None = None) -> list[dict]:
         out.append({"id": str(rec.get("id", f"q{i}")), "question": q, "answer": a,
                     "category": str(rec.get("category") or rec.get("type") or rec.get("subject") or "all")})
     return out[:limit] if limit else out
+
+
+def task_questions(task_name: str, data: Path | None, limit: int | None = None) -> list[dict]:
+    """The questions of an evaluator task: its prompt's last user turn (with the task's context and
+    answer instructions), gold answer and category, plus the columns its scorers read."""
+    from .tasks import get_task, load_samples
+
+    out = []
+    for s in load_samples(get_task(task_name), data, limit):
+        prompt = s["prompt"]
+        question = prompt if isinstance(prompt, str) else next(
+            (m["content"] for m in reversed(prompt) if m.get("role") == "user"), "")
+        extra = {k: s[k] for k in TASK_COLUMNS if s.get(k) is not None}
+        out.append({"id": str(s["id"]), "question": question, "answer": s.get("answer"),
+                    "category": str(s.get("category") or "all"), **extra})
+    return out
 
 
 def teacher_messages(question: str) -> list[dict]:
@@ -119,7 +136,8 @@ async def _teach(endpoint: Endpoint, cfg: DistillSettings, questions: list[dict]
         if cfg.judge:
             picked = [r for r in results if r["pick"] is not None]
             verdicts = await asyncio.gather(*(judge_completion(
-                client, judge_model, r["question"], r["texts"][r["pick"]], {"answer": r["answer"]}) for r in picked))
+                client, judge_model, r["question"], r["texts"][r["pick"]], {"answer": r["answer"]},
+                constrained=cfg.judge_constrained) for r in picked))
             for r, v in zip(picked, verdicts):
                 r["judge"] = judge_value(v)
     return results
@@ -150,8 +168,10 @@ def write_splits(out: Path, kept: list[dict], cfg: DistillSettings, stats: dict)
     train, test = stratified_split(kept, cfg.test_fraction, cfg.seed)
     sft = [{"id": r["id"], "category": r["category"], "prompt": teacher_messages(r["question"]),
             "completion": [{"role": "assistant", "content": r["texts"][r["pick"]]}]} for r in train]
+    # `question` as well as `prompt`: the rows load back as a task's --data (finance's generic layout)
     plain = lambda r: {"id": r["id"], "category": r["category"], "prompt": r["question"],  # noqa: E731
-                       "answer": r["answer"]}
+                       "question": r["question"], "answer": r["answer"],
+                       **{k: r[k] for k in TASK_COLUMNS if k in r}}
     write_jsonl(out / "sft.jsonl", sft)
     write_jsonl(out / "rl.jsonl", [plain(r) for r in train])
     write_jsonl(out / "test.jsonl", [{**plain(r), "reference": r["texts"][r["pick"]]} for r in test])
@@ -164,7 +184,12 @@ def write_splits(out: Path, kept: list[dict], cfg: DistillSettings, stats: dict)
 
 
 def run_distill(cfg: DistillSettings, endpoint: Endpoint) -> dict:
-    questions = read_questions(cfg.data, cfg.limit)
+    if cfg.task:
+        questions = task_questions(cfg.task, cfg.data, cfg.limit)
+    elif cfg.data is None:
+        raise DataError("distill needs --data (a question file) or --task (an evaluator task's questions)")
+    else:
+        questions = read_questions(cfg.data, cfg.limit)
     results = asyncio.run(_teach(endpoint, cfg, questions))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
