@@ -89,9 +89,23 @@ async def _text_similarity(g: TextSimilarityGrader, cases, ctx) -> list[Outcome]
             return [Outcome().fail("other_error", f"embedding failed: {type(e).__name__}: {e}") for _ in cases]
         scores = iter(cosine(vecs[2 * i], vecs[2 * i + 1]) for i in range(len(ok)))
     else:
-        scores = iter(similarity(g.evaluation_metric, *r) for r in ok)
-    return [Outcome(score=next(scores)) if isinstance(r, tuple) else Outcome().fail("invalid_variable_error", r)
-            for r in rendered]
+        scores = iter(_safe(similarity, g.evaluation_metric, *r) for r in ok)
+    out = []
+    for r in rendered:
+        if not isinstance(r, tuple):
+            out.append(Outcome().fail("invalid_variable_error", r))
+            continue
+        score = next(scores)
+        out.append(Outcome(score=score) if isinstance(score, float) else Outcome().fail("other_error", score))
+    return out
+
+
+def _safe(fn, *args) -> float | str:
+    """The metric's value, or why it failed (a library's edge case must not fail the whole batch)."""
+    try:
+        return float(fn(*args))
+    except Exception as e:  # noqa: BLE001
+        return f"{type(e).__name__}: {e}"
 
 
 async def _one_judgement(g: ScoreModelGrader, text: str, item: dict, ctx: GradeContext) -> Outcome:
