@@ -128,6 +128,15 @@ from rag.cli import COMMANDS as _RAG_COMMANDS  # noqa: E402 - rag (chromadb is i
 for _command in _RAG_COMMANDS:
     main.add_command(_command)
 
+from .recipes import recipe  # noqa: E402 - recipe ls / run (stages invoke the commands above in-process)
+
+main.add_command(recipe)
+
+from .service import COMMANDS as _SERVICE_COMMANDS  # noqa: E402 - files upload, ft create, chat (OpenAI SDK)
+
+for _command in _SERVICE_COMMANDS:
+    main.add_command(_command)
+
 from .doctor import doctor  # noqa: E402 - torch, vLLM and the trainers are imported when it runs
 
 main.add_command(doctor)
