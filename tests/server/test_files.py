@@ -32,8 +32,10 @@ BAD = {
     "malformed-json": ([json.dumps(MESSAGES), "{not json"], "line 2: malformed JSON"),
     "unknown-format": ([json.dumps(MESSAGES), json.dumps(MESSAGES), json.dumps({"text": "hi"})], "line 3: not an"),
     "mixed-formats": ([json.dumps(MESSAGES), json.dumps(GOOD["alpaca"])], "line 2: a alpaca record in a messages"),
-    "no-assistant-reply": ([json.dumps({"messages": [{"role": "user", "content": "hi"}]})],
-                           "line 1: needs a prompt and an assistant reply"),
+    "no-assistant-reply": ([json.dumps(MESSAGES), json.dumps({"messages": [{"role": "user", "content": "hi"}]})],
+                           "line 2: needs a prompt and an assistant reply"),
+    "reinforcement-answered": ([json.dumps({"messages": [{"role": "user", "content": "hi"}]}), json.dumps(MESSAGES)],
+                               "line 2: the last message of a reinforcement record must be the user's"),
     "bad-weight": ([json.dumps({**GOOD["alpaca"], "weight": -1})], "line 1: `weight` must be"),
     "preference-missing-rejected": ([json.dumps(GOOD["preference"]), json.dumps({"prompt": "x", "chosen": "y"})],
                                     "line 2: a preference record needs"),
@@ -69,6 +71,18 @@ def test_method_needs_matching_records():
     assert check_for_method("preference", "dpo", "training_file") is None
     assert "preference pairs" in check_for_method("alpaca", "dpo", "training_file")
     assert "method dpo" in check_for_method("preference", "supervised", "validation_file")
+
+
+def test_prompt_only_records_are_for_reinforcement_jobs_only(tmp_path):
+    """A file whose first record ends in a user turn is an RFT file (OpenAI's shape): accepted at
+    upload, refused for supervised and DPO jobs, and the only kind a reinforcement job takes."""
+    path = tmp_path / "upload-1.jsonl"
+    path.write_bytes(jsonl([json.dumps({"messages": [{"role": "user", "content": "2+3?"}], "answer": "5"})] * 2))
+    assert inspect_file(path, "rft.jsonl") == ("reinforcement", 2)
+    assert "use method reinforcement" in check_for_method("reinforcement", "supervised", "training_file")
+    assert "use method reinforcement" in check_for_method("reinforcement", "dpo", "training_file")
+    assert check_for_method("reinforcement", "reinforcement", "training_file") is None
+    assert "ending in a user turn" in check_for_method("messages", "reinforcement", "training_file")
 
 
 def test_auto_hyperparameters_resolve_and_rank_is_capped():
