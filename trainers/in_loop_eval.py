@@ -25,6 +25,40 @@ from .tasks import get_task, load_samples
 log = logging.getLogger("evalctl.train.eval")
 
 
+class BestVersion:
+    """The best-scoring version so far: its adapter copied to OUT/best-adapter, its record in
+    OUT/best.json. Shared by the in-loop eval and reinforcement jobs."""
+
+    def __init__(self, out: Path, key: str):
+        self.out, self.key = Path(out), key  # key: the record's field that ranks versions
+
+    @property
+    def path(self) -> Path:
+        return self.out / "best-adapter"
+
+    def get(self) -> dict | None:
+        path = self.out / "best.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def offer(self, record: dict, adapter_dir: Path, ties_win: bool = False) -> dict:
+        """Keep `record` (with its `step`) and a copy of `adapter_dir` when it beats the best so
+        far (or equals it, with `ties_win`); returns the best record after the offer."""
+        best, value = self.get(), record[self.key]
+        if best is None or value > best[self.key] or (ties_win and value == best[self.key]):
+            shutil.rmtree(self.path, ignore_errors=True)
+            shutil.copytree(adapter_dir, self.path)
+            (self.out / "best.json").write_text(json.dumps(record, indent=2))
+            return record
+        return best
+
+    def forget_after(self, step: int) -> None:
+        """A resumed run trains the steps after `step` again: a best from them no longer describes it."""
+        best = self.get()
+        if best and best["step"] > step:
+            (self.out / "best.json").unlink()
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
 @dataclass
 class InLoopEval:
     task_name: str
@@ -41,24 +75,21 @@ class InLoopEval:
         self.task = get_task(self.task_name)
         self.samples = load_samples(self.task, self.data, self.limit)
         self.metric = self.task.summary_names.get(self.task.primary, self.task.primary)
+        self.kept = BestVersion(self.out, "value")
 
     @property
     def best_path(self) -> Path:
-        return self.out / "best-adapter"
+        return self.kept.path
 
     def best(self) -> dict | None:
-        path = self.out / "best.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return self.kept.get()
 
     def forget_after(self, step: int) -> None:
         """A resumed run trains the steps after `step` again: their evals no longer describe it."""
         for d in (self.out / "evals").glob("step-*"):
             if int(d.name.removeprefix("step-")) > step:
                 shutil.rmtree(d, ignore_errors=True)
-        best = self.best()
-        if best and best["step"] > step:
-            (self.out / "best.json").unlink()
-            shutil.rmtree(self.best_path, ignore_errors=True)
+        self.kept.forget_after(step)
 
     def run(self, step: int, version: int, adapter_dir: Path) -> dict[str, float]:
         from evaluators import runner
@@ -73,11 +104,9 @@ class InLoopEval:
         metrics = {f"eval/{k}": v["mean"] for k, v in summary["metrics"].items() if v.get("mean") is not None}
         value = summary.get(self.metric)
         best = self.best()
-        if value is not None and (best is None or value > best["value"]):
-            shutil.rmtree(self.best_path, ignore_errors=True)
-            shutil.copytree(adapter_dir, self.best_path)
-            best = {"step": step, "version": version, "metric": self.metric, "value": value, "run": str(run_dir)}
-            (self.out / "best.json").write_text(json.dumps(best, indent=2))
+        if value is not None:
+            best = self.kept.offer({"step": step, "version": version, "metric": self.metric, "value": value,
+                                    "run": str(run_dir)}, adapter_dir)
         log.info("eval at step %d (v%d): %s %.4f (best %.4f at step %d)", step, version, self.metric,
                  value if value is not None else float("nan"), best["value"] if best else float("nan"),
                  best["step"] if best else -1)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import httpx
 
 from evaluators.graders import PythonLimits, grade_batch, parse_grader
 from trainers.errors import TrainError
+from trainers.in_loop_eval import BestVersion
 
 from ..graders import http_context
 from .files import load_prompts
@@ -82,20 +82,17 @@ class Evaluator:
         self.loop, self.policy, self.grader, self.ctx, self.rows = loop, policy, grader, ctx, rows
         self.samples, self.max_tokens, self.temperature = h["eval_samples"], h["max_tokens"], h["temperature"]
         self.every, self.out = h["eval_interval"], out
+        self.kept = BestVersion(out, "valid_reward_mean")
 
     @property
     def best_path(self) -> Path:
-        return self.out / "best-adapter"
+        return self.kept.path
 
     def best(self) -> dict | None:
-        path = self.out / "best.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return self.kept.get()
 
     def forget_after(self, step: int) -> None:
-        best = self.best()
-        if best and best["step"] > step:  # a resumed run trains those steps again
-            (self.out / "best.json").unlink()
-            shutil.rmtree(self.best_path, ignore_errors=True)
+        self.kept.forget_after(step)
 
     def run(self, step: int, adapter_dir: Path) -> dict[str, float]:
         params = {"max_tokens": self.max_tokens, "temperature": 0.0 if self.samples == 1 else self.temperature}
@@ -111,11 +108,7 @@ class Evaluator:
         metrics = {"valid_reward_mean": sum(o.score for o in outs) / len(outs)}
         for name in outs[0].sub:
             metrics[f"valid_{name}_mean"] = sum(o.sub[name] for o in outs) / len(outs)
-        best = self.best()
-        if best is None or metrics["valid_reward_mean"] >= best["valid_reward_mean"]:  # ties: the later version
-            shutil.rmtree(self.best_path, ignore_errors=True)
-            shutil.copytree(adapter_dir, self.best_path)
-            (self.out / "best.json").write_text(json.dumps({"step": step, **metrics}))
+        self.kept.offer({"step": step, **metrics}, adapter_dir, ties_win=True)  # ties: the later version
         return metrics
 
 

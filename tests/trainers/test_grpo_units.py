@@ -204,3 +204,22 @@ def test_sampler_computes_coming_batches_before_it_yields_them(shuffle):
         yielded += [rows[b:b + 6:2] for b in range(0, len(rows), per_batch)]
     assert yielded == [sampler.chunk_at(i) for i in range(6)]
     assert (yielded[0] != yielded[2]) is shuffle  # epochs are reshuffled only when shuffling
+
+
+def test_best_version_keeps_the_best_adapter_and_forgets_retrained_steps(tmp_path):
+    from trainers.in_loop_eval import BestVersion
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    kept = BestVersion(tmp_path / "out", "score")
+    (tmp_path / "out").mkdir()
+    for step, score in ((1, 0.2), (2, 0.5), (3, 0.4)):
+        (adapter / "weights").write_text(f"step {step}")
+        kept.offer({"step": step, "score": score}, adapter)
+    assert kept.get() == {"step": 2, "score": 0.5} and (kept.path / "weights").read_text() == "step 2"
+    kept.offer({"step": 4, "score": 0.5}, adapter)  # a tie keeps the earlier one unless ties win
+    assert kept.get()["step"] == 2
+    kept.offer({"step": 5, "score": 0.5}, adapter, ties_win=True)
+    assert kept.get()["step"] == 5
+    kept.forget_after(4)  # a resume from step 4 trains step 5 again
+    assert kept.get() is None and not kept.path.exists()
