@@ -272,8 +272,8 @@ def _respond(state, path: str, target: Target, replica: Replica, reply: _Reply, 
             state.metrics.client_gone(path)
 
     if reply.rest is not None:
-        return StreamingResponse(_stream(resp, reply, rename, target.group, replica, finish),
-                                 media_type="text/event-stream", headers=headers)
+        return ClosingStreamingResponse(_stream(resp, reply, rename, target.group, replica, finish),
+                              media_type="text/event-stream", headers=headers)
     if resp.status_code >= 400 and not _is_openai_error(content):
         finish(resp.status_code)
         if resp.status_code in (404, 405):  # vLLM registers a route only for the tasks its model has
@@ -284,6 +284,20 @@ def _respond(state, path: str, target: Target, replica: Replica, reply: _Reply, 
                             502 if resp.status_code >= 500 else resp.status_code)
     finish(resp.status_code, content)
     return Response(rename(content), status_code=resp.status_code, media_type="application/json", headers=headers)
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes its generator however the response ends. Starlette cancels the send loop when the
+    client leaves; if that lands while the loop awaits `send` rather than the next chunk, the
+    generator stays suspended at its `yield` and only garbage collection would close it (and
+    with it the engine connection whose closing makes vLLM abort): the engine generated up to
+    the whole abandoned request for nobody in about one try in three under load."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
 
 
 async def _chunks(reply: _Reply) -> AsyncIterator[bytes]:

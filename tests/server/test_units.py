@@ -156,3 +156,47 @@ def test_gateway_and_client_import_without_vllm_or_torch():
             "heavy = [m for m in ('vllm', 'torch', 'transformers') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("spec", ["2.3", "2.4"])
+def test_stream_is_closed_when_the_client_leaves_during_a_send(spec):
+    """Starlette cancels a stream's send loop when the client leaves; when that lands in `send`
+    (a client reading slowly) rather than in the generator, only the response can close it,
+    and the generator's `finally` is what closes the engine connection (vLLM's abort)."""
+    import asyncio
+
+    from server.proxy import ClosingStreamingResponse
+
+    closed, sent_first = [], asyncio.Event()
+
+    async def body():
+        try:
+            while True:
+                yield b"data: {}\n\n"
+        finally:
+            closed.append(True)
+
+    async def receive():
+        await sent_first.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.body":
+            sent_first.set()
+            if spec == "2.4":
+                raise OSError("client gone")  # uvicorn's ClientDisconnected under ASGI 2.4
+            await asyncio.Event().wait()  # the client reads no further
+
+    async def run():
+        response = ClosingStreamingResponse(body(), media_type="text/event-stream")
+        scope = {"type": "http", "asgi": {"spec_version": spec}}
+        try:
+            await asyncio.wait_for(response(scope, receive, send), 5)
+        except Exception:  # starlette's ClientDisconnect under 2.4
+            pass
+        # Checked while the response is still held and the loop still runs: neither garbage
+        # collection nor asyncio.run's closing of leftover generators can have done it.
+        assert closed == [True], "the stream's generator was left open after the client left"
+        return response
+
+    asyncio.run(run())
