@@ -1,7 +1,7 @@
 """`evalctl train grpo` (rollouts from the endpoint) vs TRL's plain GRPOTrainer (in-process
 `generate`), side by side on the demo's task, model, SFT start and GRPO budget.
 
-    python benchmarks/grpo_vs_trl.py                      # after `make demo` (its model, data, SFT adapter)
+    python benchmarks/grpo_vs_trl.py                      # after `make demo` (its model, data, SFT adapter, budget)
     python benchmarks/grpo_vs_trl.py --steps 10 --out runs/grpo_vs_trl
 
 Both runs get the same GRPOConfig (evalctl's mapping of the same settings), the same seed and
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 DEMO = REPO / ".cache" / "demo"
 
-from evalctl.demo import GRPO_LR  # noqa: E402
+from evalctl.demo import FULL, GRPO_LR  # noqa: E402
 
 
 def settings(args, out: Path, name: str):
@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--sft", type=Path, default=DEMO / "runs" / "sft-train" / "adapter")
     ap.add_argument("--data", type=Path, default=DEMO / "data" / "train.jsonl")
     ap.add_argument("--test", type=Path, default=DEMO / "data" / "test.jsonl")
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=FULL.grpo_steps, help="default: the demo's")
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--micro-batch", type=int, default=64)

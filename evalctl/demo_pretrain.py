@@ -22,6 +22,7 @@ from .tiny import build_tokenizer
 
 log = logging.getLogger("evalctl.demo")
 PREAMBLE = PROMPT.split("User:")[0]
+CORPUS = 2  # bumped whenever the pretraining text changes: a model cached from another corpus is rebuilt
 
 
 def _tokenizer(out_dir: Path, seed: int, hidden: int, layers: int):
@@ -100,10 +101,10 @@ def pretrain(out_dir: Path, *, steps: int, exclude: set[str], hidden: int = 128,
     done = out_dir / "pretrain.json"  # written last: marks a finished build
     if done.exists():
         info = json.loads(done.read_text())
-        if info.get("steps") == steps and info.get("held_out") == held_out:
+        if info.get("steps") == steps and info.get("held_out") == held_out and info.get("corpus") == CORPUS:
             return out_dir
-        # another test set or step count: a cached model may have seen the new held-out questions
-        log.info("rebuilding %s: it was pretrained for another step count or held-out set", out_dir)
+        # another test set, step count or corpus: a cached model may have seen the new held-out questions
+        log.info("rebuilding %s: it was pretrained for another step count, held-out set or corpus", out_dir)
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -116,5 +117,5 @@ def pretrain(out_dir: Path, *, steps: int, exclude: set[str], hidden: int = 128,
     model.save_pretrained(out_dir, safe_serialization=True)
     gen = {"eos_token_id": model.config.eos_token_id, "pad_token_id": model.config.pad_token_id}
     (out_dir / "generation_config.json").write_text(json.dumps(gen))
-    done.write_text(json.dumps({**info, "held_out": held_out}))
+    done.write_text(json.dumps({**info, "held_out": held_out, "corpus": CORPUS}))
     return out_dir

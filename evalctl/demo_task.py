@@ -3,8 +3,9 @@ GSM8K's `{question, answer}` layout (answers end in `#### N`), so the stock `gsm
 its r1_zero prompt and its scorers evaluate it unchanged via `--data`.
 
 Three kinds of text come from the same generator:
-  pretraining  plain `Question: ... Answer: ...` text (no r1_zero tags: the base must
-               learn arithmetic, not the output format, so its format rate starts near 0)
+  pretraining  plain `Question: ... Answer: ...` text, half of it a User/Assistant exchange that
+               thinks aloud after `<think>` but never closes it nor writes `<answer>`: the base
+               learns arithmetic, not the output format, so its format rate starts near 0
   sft          r1_zero completions written by a program (`a + b = c </think> <answer> c </answer>`)
   train/test   GSM8K-layout records for GRPO prompts and for evaluation
 """
@@ -54,10 +55,15 @@ def gsm8k_record(p: dict) -> dict:
 
 
 def pretrain_text(p: dict, dialog: bool = False) -> str:
-    """Plain question/answer text: the arithmetic, none of the r1_zero tags (half of it as a
-    User/Assistant exchange, the speaker names the r1_zero prompt also uses)."""
-    q, a = ("User", "Assistant") if dialog else ("Question", "Answer")
-    return f"{q}: {p['question']}\n{a}: {p['a']} {p['op']} {p['b']} = {p['c']}. The answer is {p['c']}."
+    """Plain question/answer text: the arithmetic, no answer tags. Half of it is a User/Assistant
+    exchange whose reply opens with `<think>` as the r1_zero prompt ends (a base model has read
+    such transcripts); it never closes the tag nor writes `<answer>`, so the base does not follow
+    the format, yet it does its arithmetic after the prompt's `<think>`. (Without that, the
+    prompt's unseen `<think>` cost the model its arithmetic: 0.70 greedy accuracy on plain text,
+    0.05 after the r1_zero prompt.)"""
+    if dialog:
+        return f"User: {p['question']}\nAssistant: <think> {p['a']} {p['op']} {p['b']} = {p['c']}. The answer is {p['c']}."
+    return f"Question: {p['question']}\nAnswer: {p['a']} {p['op']} {p['b']} = {p['c']}. The answer is {p['c']}."
 
 
 def sft_record(p: dict) -> dict:

@@ -35,7 +35,7 @@ def run_dpo(cfg: DPOSettings, rows: list[dict] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rows = rows if rows is not None else load_preferences(cfg.data)
     log.info("%s: %d preference pairs", cfg.data, len(rows))
-    model, tok = load_policy(cfg.model, cfg)
+    model, tok = load_policy(cfg.model, cfg, seed=cfg.seed)
     trainer = DPOTrainer(model=model, args=dpo_args(cfg, out), train_dataset=Dataset.from_list(rows),
                          processing_class=tok)
     trainer.train()

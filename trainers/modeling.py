@@ -85,8 +85,13 @@ def with_adapter(model, opts: LoraSettings):
         raise TrainError(f"LoRA: {str(e).splitlines()[0]}") from None
 
 
-def load_policy(path: str | Path, opts: LoraSettings):
-    """(peft model, tokenizer) on the training device."""
+def load_policy(path: str | Path, opts: LoraSettings, seed: int | None = None):
+    """(peft model, tokenizer) on the training device. `seed`: set before the adapter is made,
+    whose A matrices are random (the trainer seeds only later): the same seed, the same run."""
+    if seed is not None:
+        from transformers import set_seed
+
+        set_seed(seed)
     tok = load_tokenizer(path)
     model = with_adapter(load_base(path, opts), opts)
     if not opts.load_in_4bit:

@@ -87,7 +87,7 @@ def sft_args(cfg: SFTSettings, out: Path, **overrides) -> SFTConfig:
 def build_trainer(cfg: SFTSettings, rows: list[dict], **overrides) -> WeightedSFTTrainer:
     from datasets import Dataset
 
-    model, tok = load_policy(cfg.model, cfg)
+    model, tok = load_policy(cfg.model, cfg, seed=cfg.seed)
     return WeightedSFTTrainer(model=model, args=sft_args(cfg, Path(cfg.out), **overrides),
                               train_dataset=Dataset.from_list(rows), processing_class=tok)
 

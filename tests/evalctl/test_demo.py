@@ -12,7 +12,7 @@ import pytest
 
 def test_demo_task_is_gsm8k_shaped(tmp_path):
     """The synthetic data goes through the stock gsm8k task: its SFT completions score 1, the
-    pretraining text carries no r1_zero tags, and test questions are held out of train/sft."""
+    pretraining text carries no answer tags, and test questions are held out of train/sft."""
     from evalctl.demo_task import pretrain_text, problems, write_data
     from evaluators.tasks import gsm8k
 
@@ -29,7 +29,9 @@ def test_demo_task_is_gsm8k_shaped(tmp_path):
     completions = [r["completion"] for r in sft]
     answers = [r["completion"].split("<answer> ")[1].split(" ")[0] for r in sft]
     assert gsm8k.TASK.scorers["reward"](completions, answer=[f"#### {a}" for a in answers]) == [1.0] * 50
-    assert all("<think>" not in pretrain_text(p) and "<answer>" not in pretrain_text(p, True) for p in problems(50, 0))
+    for p in problems(50, 0):  # a dialog opens <think> as the prompt does, and never writes the answer tags
+        assert "<think>" not in pretrain_text(p) and "Assistant: <think> " in pretrain_text(p, True)
+        assert not {"</think>", "<answer>"} & set(pretrain_text(p, True).split())
 
 
 @pytest.mark.timeout(900)

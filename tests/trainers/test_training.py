@@ -81,6 +81,23 @@ def _margin(model_dir, adapter, rows) -> float:
     return sum(margins) / len(margins)
 
 
+def test_sft_adapter_starts_from_its_seed(tiny_model, tmp_path):
+    """LoRA's A matrices are random and made before TRL's trainer seeds anything: unseeded, the same
+    `train sft` command gave other adapters (the demo's SFT accuracy 0.040 in one run, 0.065 in the next)."""
+    from trainers.sft import build_trainer
+
+    rows = [{"prompt": "User: 2 + 3 =", "completion": " 5"}]
+
+    def lora_a(seed: int) -> list[torch.Tensor]:
+        cfg = SFTSettings(model=str(tiny_model), data=tmp_path / "unused", out=tmp_path, report_to="none", seed=seed)
+        model = build_trainer(cfg, rows).model
+        return [p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n]
+
+    first, again, other = lora_a(0), lora_a(0), lora_a(1)
+    assert first and all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
 def test_dpo_increases_the_margin(tiny_model, tmp_path):
     rows = [{"prompt": f"User: {a} + {a} =", "chosen": f" {2 * a}", "rejected": f" {2 * a + 1}"} for a in range(1, 7)]
     out = tmp_path / "dpo"

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..config import GRPOSettings
@@ -94,8 +93,7 @@ def build(cfg: GRPOSettings, endpoint: Endpoint, loop: BackgroundLoop):
     args = grpo_config(cfg, params, weights, world)
     if cfg.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(cfg.cpu_threads)
-    set_seed(cfg.seed)  # the fresh LoRA's A matrices are random: the same seed, the same run
-    model, tok = load_policy(cfg.model, cfg)
+    model, tok = load_policy(cfg.model, cfg, seed=cfg.seed)
     if cfg.async_rollouts and world > 1:
         raise TrainError("--async-rollouts runs in one process: each accelerate process would need its own "
                          "slice of the next batch")
