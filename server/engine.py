@@ -69,6 +69,20 @@ def cpu_scheduler_args(c: EngineConfig) -> list[str]:
     return args
 
 
+# vLLM CPU's attention takes blocks in multiples of 32 and defaults to 128. The prefix cache keeps
+# whole blocks only, so a prompt under 128 tokens was never cached: 0 hits in 1.4M prompt tokens,
+# and GRPO's n=8 samples of one prompt prefilled it 8 times. With 32 (measured on the demo model,
+# 16 prompts x 8 samples x 32 tokens): 1.28 s -> 0.57 s for the batch, a GRPO step 2.88 -> 2.37 s.
+CPU_BLOCK_SIZE = 32
+
+
+def cpu_cache_args(c: EngineConfig) -> list[str]:
+    """A KV block size the prefix cache can use on vLLM CPU; a user's own --block-size wins."""
+    if not cpu_vllm() or any(a == "--block-size" or a.startswith("--block-size=") for a in c.extra_args):
+        return []
+    return ["--block-size", str(CPU_BLOCK_SIZE)]
+
+
 def chat_args(c: EngineConfig) -> list[str]:
     """Tool calling, reasoning and the chat template, as vLLM flags."""
     args = []
@@ -139,7 +153,7 @@ class EngineProcess:
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank), "--max-loras", str(c.max_loras)]
         if self.kv_cache_bytes:
             cmd += ["--kv-cache-memory-bytes", str(self.kv_cache_bytes)]
-        return cmd + chat_args(c) + cpu_scheduler_args(c) + list(c.extra_args)
+        return cmd + chat_args(c) + cpu_scheduler_args(c) + cpu_cache_args(c) + list(c.extra_args)
 
     def environment(self) -> dict[str, str]:
         extra = self.config.replica_env[self.index] if self.index < len(self.config.replica_env) else {}

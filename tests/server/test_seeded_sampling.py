@@ -30,3 +30,27 @@ def test_concurrent_seeded_requests_with_long_prompts_all_succeed_and_repeat(gat
     assert texts == [[c["text"] for c in r.json()["choices"]] for r in again]  # same seed, same samples
     assert any(len(set(t)) > 1 for t in texts)  # the n choices of one request are not copies
     assert httpx.get(f"{gateway.url}/health").json()["status"] == "ok"
+
+
+def test_a_repeated_prompt_prefix_is_served_from_the_prefix_cache(gateway):
+    """vLLM CPU's default 128-token KV blocks kept no prompt under 128 tokens in its prefix cache;
+    evalctl gives CPU engines 32-token blocks, so n samples (or a shared instruction preamble)
+    prefill the shared part once."""
+    import re
+
+    from tests.server.test_resilience import engine_url
+
+    engine = engine_url(gateway)
+
+    def hits() -> float:
+        text = httpx.get(f"{engine}/metrics", timeout=10).text
+        return float(re.search(r"^vllm:prefix_cache_hits_total\{[^}]*\} ([0-9.e+]+)$", text, re.M).group(1))
+
+    prompt = " ".join(["Bob has 5 pens and gives away 2."] * 6)  # 109 tokens: under one 128-token block
+    headers = {"Authorization": f"Bearer {gateway.api_key}"}
+    before = hits()
+    for _ in range(2):
+        r = httpx.post(f"{gateway.url}/v1/completions", headers=headers, timeout=60,
+                       json={"model": "tiny", "prompt": prompt, "max_tokens": 1, "temperature": 0})
+        assert r.status_code == 200, r.text[:300]
+    assert hits() - before >= 64  # the second request found at least two 32-token blocks cached
