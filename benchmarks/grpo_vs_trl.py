@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -172,6 +173,10 @@ def main() -> None:
     from evalctl.process import ServerProcess
 
     out = args.out
+    # A benchmark run starts fresh: training runs and evaluations both resume from what they find,
+    # and a rerun then reported the last run's accuracies (and appended to its step times).
+    for stale in ("trl", "evalctl", "eval-sft", "eval-trl", "eval-evalctl"):
+        shutil.rmtree(out / stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     result = {"settings": {k: str(v) for k, v in vars(args).items()}}
     result["trl"] = run_trl(args, out / "trl")  # first, alone: no engine competing for the cores
