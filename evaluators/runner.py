@@ -15,7 +15,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class RunSpec:
     limit: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     rag: dict[str, Any] | None = None  # `--rag`: collection, k, mode; each record keeps its retrieved ids
+    served: dict[str, Any] | None = None  # what the endpoint served under model/judge at the start (served_identity)
 
 
 def sampling_params(task: Task, **overrides) -> dict[str, Any]:
@@ -115,10 +116,54 @@ def prepare_out_dir(out: Path, spec: RunSpec) -> list[dict]:
     check_resumable(cfg_path, asdict(spec), RESUME_KEYS, RunError)
     if not cfg_path.exists() and results_path.exists() and results_path.stat().st_size:
         raise RunError(f"{out} has {RESULTS} but no {CONFIG}; it is not an evalctl run dir, use another --out")
+    check_same_weights(out, spec)
     repair_tail(results_path)
     records = read_jsonl(results_path) if results_path.exists() else []
     write_json(cfg_path, {**asdict(spec), "created_at": _now()})
     return records
+
+
+def check_same_weights(out: Path, spec: RunSpec) -> None:
+    """Refuse to resume when a name now serves other weights (an adapter pushed again under it):
+    the results already there, and the cached responses, came from the old ones."""
+    cfg_path = out / CONFIG
+    if spec.served is None or not cfg_path.exists():
+        return
+    old = (json.loads(cfg_path.read_text()).get("served") or {})
+    for name, was in old.items():
+        now = spec.served.get(name)
+        if was and now and was != now:
+            raise RunError(f"cannot resume {out}: its results came from {name!r} {describe_served(was)}, and the "
+                           f"endpoint now serves {describe_served(now)} under that name; use another --out "
+                           "(or remove this one) to evaluate what is served now")
+
+
+def describe_served(ident: dict) -> str:
+    if ident.get("version") is not None:
+        return f"version {ident['version']} (loaded from {ident.get('root')} at {ident.get('loaded_at')})"
+    return f"from {ident.get('root')}"
+
+
+async def served_identity(client: EvalClient, names: list[str]) -> dict[str, dict]:
+    """What each name is served from now, from the endpoint's model cards: the path and, for an
+    evalctl adapter, its version and load time (a server restarted and pushed to again may
+    count versions from 1 anew). Names the endpoint does not describe are left out."""
+    import openai
+
+    try:
+        cards = {m["id"]: m for m in await client.models()}
+    except openai.OpenAIError:  # an endpoint without /models: nothing to compare a resume against
+        return {}
+    out: dict[str, dict] = {}
+    for name in names:
+        card = cards.get(name)
+        if card is None or not card.get("root"):
+            continue
+        version = card.get("version")
+        out[name] = {"root": card["root"], "version": version,
+                     "loaded_at": dt.datetime.fromtimestamp(card["created"], dt.timezone.utc).isoformat()
+                     if version is not None and card.get("created") else None}
+    return out
 
 
 def _now() -> str:
@@ -253,6 +298,7 @@ def finalize(out: Path, task: Task, spec: RunSpec, timings: dict | None = None) 
         "data_path": spec.data_path, "data_sha256": spec.data_sha256, "git_commit": git_commit(),
         **{k: v for k, v in spec.extra.items() if v is not None},
         **({"rag": spec.rag} if spec.rag else {}),
+        **({"served": spec.served} if spec.served else {}),
         **stats,
         "tokens": {"prompt": sum(r.get("prompt_tokens") or 0 for r in records),
                    "completion": sum(r.get("completion_tokens") or 0 for r in records)},
@@ -269,6 +315,8 @@ async def run_async(task: Task, spec: RunSpec, samples: list[Sample], out: Path,
                     concurrency: int | None, timeout: float = 600.0, progress: bool = True,
                     contexts: dict[str, dict] | None = None, batch_size: int | None = None) -> dict:
     """`concurrency` None: what fills the engine (EvalClient.engine_concurrency)."""
+    async with EvalClient(spec.endpoint, api_key, max_retries=1, backoff=0.2, timeout=15) as probe:
+        spec = replace(spec, served=await served_identity(probe, [spec.model] + ([spec.judge] if spec.judge else [])))
     done = completed_ids(prepare_out_dir(out, spec))
     t0 = time.perf_counter()
     async with EvalClient(spec.endpoint, api_key, concurrency=concurrency, timeout=timeout,

@@ -126,6 +126,9 @@ class ModelCard(BaseModel):
     # evalctl's extension: sequences the engine behind this model runs at once, summed over its
     # replicas, so a client can keep it full (None where unknown, e.g. an upstream server).
     max_num_seqs: int | None = None
+    version: int | None = Field(None, description=(
+        "evalctl's extension: for an adapter, the version now served under this id (each load under "
+        "the name makes a new one; `created` is when it was loaded). None for base models."))
 
 
 class ModelList(BaseModel):

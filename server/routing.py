@@ -82,5 +82,5 @@ class ModelRouter:
         for name, v in sorted(self.adapters.current.items()):
             cards.append(ModelCard(id=name, root=v.source, parent=v.group.name, max_model_len=v.group.max_model_len,
                                    max_num_seqs=v.group.max_num_seqs,
-                                   created=int(v.loaded_at)))
+                                   created=int(v.loaded_at), version=v.version))
         return cards

@@ -138,3 +138,37 @@ def test_compare_two_runs_writes_png(gateway, gsm8k_run, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG" and "accuracy" in result.output
     cmp = json.loads((tmp_path / "cmp.json").read_text())
     assert cmp["runs"][1]["metrics"]["accuracy"]["n_pairs"] == 8
+
+
+def test_resume_refuses_when_the_name_serves_other_weights(gateway, tmp_path):
+    """An adapter pushed again under its name is other weights: resuming its old run dir would
+    report the old adapter's results (and replay its cached responses) as the new one's."""
+    name, out = "resume-check", tmp_path / "run"
+
+    def push(which: str) -> None:
+        with gateway.admin() as admin:
+            r = admin.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(gateway.adapters[which])})
+            assert r.status_code == 200, r.text
+
+    def run(dest: Path):
+        args = run_args(gateway, dest, "--limit", "2", "--concurrency", "2")
+        args[args.index("--model") + 1] = name
+        return CliRunner().invoke(main, args)
+
+    push("A")
+    try:
+        assert run(out).exit_code == 0
+        served = json.loads((out / "config.json").read_text())["served"][name]
+        assert served["root"] == str(gateway.adapters["A"]) and served["version"] >= 1
+        assert run(out).exit_code == 0  # same weights: resumes
+        push("B")
+        refused = run(out)
+        assert refused.exit_code == 1 and "Traceback" not in refused.output
+        assert f"version {served['version']} " in refused.output and "now serves version" in refused.output
+        assert str(gateway.adapters["B"]) in refused.output and "use another --out" in refused.output
+        fresh = run(tmp_path / "new")
+        assert fresh.exit_code == 0, fresh.output
+        assert json.loads((tmp_path / "new" / "summary.json").read_text())["served"][name]["version"] > served["version"]
+    finally:
+        with gateway.admin() as admin:
+            admin.post("/v1/unload_lora_adapter", json={"lora_name": name})
