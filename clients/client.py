@@ -71,6 +71,9 @@ class EvalClient:
         self._sem = asyncio.Semaphore(concurrency) if concurrency else None
         self._sem_lock = asyncio.Lock()
         self.cache = ResponseCache(cache_path) if cache_path else None
+        # One admin connection pool per client: a new httpx client per call built a TLS context
+        # each time (~50 ms, even for http URLs), most of a GRPO step's adapter push.
+        self._admin_http: httpx.AsyncClient | None = None
         self._known = {
             "chat": set(inspect.signature(self.openai.chat.completions.create).parameters),
             "completion": set(inspect.signature(self.openai.completions.create).parameters),
@@ -84,6 +87,8 @@ class EvalClient:
 
     async def close(self) -> None:
         await self.openai.close()
+        if self._admin_http is not None:
+            await self._admin_http.aclose()
         if self.cache:
             self.cache.close()
 
@@ -247,8 +252,13 @@ class EvalClient:
 
     async def _admin(self, method: str, path: str, body: dict | None = None):
         headers = {"Authorization": f"Bearer {self.admin_key}"}
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=600) as http:
-            r = await http.request(method, path, json=body, headers=headers)
+        if self._admin_http is None:
+            self._admin_http = httpx.AsyncClient(base_url=self.base_url, timeout=600)
+        try:
+            r = await self._admin_http.request(method, path, json=body, headers=headers)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            # a pooled connection the server closed just as it was reused: once more on a new one
+            r = await self._admin_http.request(method, path, json=body, headers=headers)
         if r.status_code >= 400:
             raise AdminError(r.status_code, _error_message(r))
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from clients import EvalClient
@@ -38,6 +38,11 @@ def flaky():
         if calls[model] <= fail:
             return JSONResponse({"error": {"message": "nope", "type": "x", "param": None, "code": None}}, status)
         return COMPLETION
+
+    @app.get("/v1/adapters")
+    async def adapters(request: Request):
+        calls.setdefault("admin_ports", []).append(request.client.port)  # one port per TCP connection
+        return {"data": []}
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
@@ -113,6 +118,20 @@ def test_admin_calls(gateway):
 
     names, gen = asyncio.run(run())
     assert "client-a" in names and gen.adapter_version >= 1 and gen.engine_model.startswith("client-a@v")
+
+
+def test_admin_calls_share_one_connection(flaky):
+    """A GRPO run pushes an adapter every step: a new connection (and TLS context) per admin call
+    cost ~50 ms of each push."""
+    url, calls = flaky
+
+    async def run():
+        async with EvalClient(url, admin_key="k") as c:
+            for _ in range(3):
+                assert await c.list_adapters() == []
+
+    asyncio.run(run())
+    assert len(calls["admin_ports"]) == 3 and len(set(calls["admin_ports"])) == 1
 
 
 def test_wrong_key_fails_fast(gateway):
