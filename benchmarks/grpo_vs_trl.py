@@ -10,6 +10,7 @@ scoring, as the endpoint's stop string does (HF `generate` inside TRL cannot sto
 Both final adapters are then served by one gateway and evaluated greedily on the demo's held-out
 questions by the same evaluator. Prints a table (accuracy ± stderr, s/step, first/last sampled
 reward) and the ratio evalctl/TRL of seconds per step; writes OUT/grpo_vs_trl.json and .png.
+`--rounds N` runs the pair N times in turn and averages the step times (the table shows each round).
 """
 
 from __future__ import annotations
@@ -127,9 +128,18 @@ def report(result: dict, out: Path) -> None:
     for label, r in rows:
         print(f"| {label} | {r['eval']['accuracy']:.3f} ± {r['eval']['stderr']:.3f} | {steady(r['step_seconds']):.2f} | "
               f"{r['rewards'][0]:.3f} -> {r['rewards'][-1]:.3f} |")
-    ratio = steady(result["evalctl"]["step_seconds"]) / steady(result["trl"]["step_seconds"])
-    print(f"\nevalctl/TRL seconds per step: {ratio:.2f}x (goal <= 1.0); start (SFT) accuracy "
-          f"{result['sft']['accuracy']:.3f}")
+    rounds = result["rounds"]
+    if len(rounds) > 1:
+        print("\n| round | TRL s/step | evalctl s/step | ratio | TRL accuracy | evalctl accuracy |\n"
+              "| --- | --- | --- | --- | --- | --- |")
+        for i, r in enumerate(rounds):
+            print(f"| {i} | {r['trl_s']:.2f} | {r['evalctl_s']:.2f} | {r['ratio']:.2f}x | {r['trl_accuracy']:.3f} | "
+                  f"{r['evalctl_accuracy']:.3f} |")
+    ratio = statistics.fmean(r["evalctl_s"] for r in rounds) / statistics.fmean(r["trl_s"] for r in rounds)
+    spread = f" (rounds {min(r['ratio'] for r in rounds):.2f}-{max(r['ratio'] for r in rounds):.2f}x)" \
+        if len(rounds) > 1 else ""
+    print(f"\nevalctl/TRL seconds per step: {ratio:.2f}x over {len(rounds)} round(s){spread} (goal <= 1.0); "
+          f"start (SFT) accuracy {result['sft']['accuracy']:.3f}")
     result["ratio_s_per_step"] = ratio
     (out / "grpo_vs_trl.json").write_text(json.dumps(result, indent=2))
     import matplotlib
@@ -165,6 +175,7 @@ def main() -> None:
     ap.add_argument("--async-rollouts", action="store_true", help="evalctl samples the next step while one trains")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1, help="TRL then evalctl this many times; s/step averaged")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "grpo_vs_trl")
     args = ap.parse_args()
     for p in (args.model, args.sft, args.data, args.test):
@@ -175,19 +186,30 @@ def main() -> None:
     out = args.out
     # A benchmark run starts fresh: training runs and evaluations both resume from what they find,
     # and a rerun then reported the last run's accuracies (and appended to its step times).
-    for stale in ("trl", "evalctl", "eval-sft", "eval-trl", "eval-evalctl"):
-        shutil.rmtree(out / stale, ignore_errors=True)
+    for stale in [out / "eval-sft", *out.glob("trl*"), *out.glob("evalctl*"), *out.glob("eval-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"settings": {k: str(v) for k, v in vars(args).items()}}
-    result["trl"] = run_trl(args, out / "trl")  # first, alone: no engine competing for the cores
+    result = {"settings": {k: str(v) for k, v in vars(args).items()}, "rounds": []}
     serve = ["--model", str(args.model), "--name", "base", "--dtype", "float32", "--max-model-len", "512",
              "--max-lora-rank", "16", "--max-loras", "4", "--log-dir", str(out / "logs")]
-    with ServerProcess(serve, out / "logs" / "serve.log", env={"VLLM_CPU_KVCACHE_SPACE": "1"}).start() as server:
-        result["sft"] = evaluate(server.url, "sft", str(args.sft), args.test, out / "eval-sft", args.max_tokens)
-        result["evalctl"] = run_evalctl(args, out / "evalctl", server.url)
-        for key in ("trl", "evalctl"):
-            result[key]["eval"] = evaluate(server.url, f"{key}-final", result[key]["adapter"], args.test,
-                                           out / f"eval-{key}", args.max_tokens)
+    # Rounds alternate the two trainers: this 2-core VM drifts by more than the gap between them
+    # (TRL alone: 1.7-2.2 s/step from one run to the next), so one pair of runs decides little.
+    for k in range(args.rounds):
+        tag = "" if k == 0 else f"-{k}"
+        trl = run_trl(args, out / f"trl{tag}")  # alone: no engine competing for the cores
+        with ServerProcess(serve, out / "logs" / "serve.log", env={"VLLM_CPU_KVCACHE_SPACE": "1"}).start() as server:
+            if k == 0:
+                result["sft"] = evaluate(server.url, "sft", str(args.sft), args.test, out / "eval-sft", args.max_tokens)
+            ours = run_evalctl(args, out / f"evalctl{tag}", server.url)
+            for key, r in (("trl", trl), ("evalctl", ours)):
+                r["eval"] = evaluate(server.url, f"{key}{tag}-final", r["adapter"], args.test,
+                                     out / f"eval-{key}{tag}", args.max_tokens)
+        if k == 0:
+            result["trl"], result["evalctl"] = trl, ours
+        result["rounds"].append({"trl_s": steady(trl["step_seconds"]), "evalctl_s": steady(ours["step_seconds"]),
+                                 "ratio": steady(ours["step_seconds"]) / steady(trl["step_seconds"]),
+                                 "trl_accuracy": trl["eval"]["accuracy"],
+                                 "evalctl_accuracy": ours["eval"]["accuracy"]})
     report(result, out)
 
 

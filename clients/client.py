@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -230,7 +231,7 @@ class EvalClient:
         known = {k: v for k, v in body.items() if k in self._known[kind]}
         extra = {k: v for k, v in body.items() if k not in self._known[kind]}  # vLLM's own sampling fields
         raw = await self._retry(lambda: api.with_raw_response.create(**known, extra_body=extra or None), body["model"])
-        data = raw.parse().model_dump(exclude_unset=True)
+        data = _body(raw)
         version = raw.headers.get("x-evalctl-adapter-version")
         meta = {"engine_model": raw.headers.get("x-evalctl-engine-model"),
                 "adapter_version": int(version) if version else None}
@@ -262,6 +263,17 @@ class EvalClient:
         if r.status_code >= 400:
             raise AdminError(r.status_code, _error_message(r))
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+
+
+def _body(raw) -> dict:
+    """The response's JSON as sent: what `raw.parse().model_dump(exclude_unset=True)` gives (vLLM's
+    extra fields such as token_ids included), without building the SDK's pydantic objects first,
+    which cost ~2 ms per GRPO rollout request of 8 completions with log-probs (0.4 ms here)."""
+    try:
+        data = json.loads(raw.content)
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else raw.parse().model_dump(exclude_unset=True)
 
 
 def _generation(prompt: Prompt, kind: str, data: dict, meta: dict, latency: float) -> Generation:
