@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import re
 import socket
 import time
 
 import httpx
 import pytest
 
-from tests.server.test_resilience import engine_url
+from tests.server.test_resilience import engine_url, metric
 
 ROUNDS, N, CONCURRENCY = 3, 96, 16
 KEEP_ALIVE = float(os.environ.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", 5))  # vLLM's uvicorn keep-alive
@@ -66,11 +65,6 @@ def test_alternating_load_gets_no_errors_and_ejects_nothing(gateway):
         assert all(e["state"] == "up" for e in c.get("/v1/engines").json()["data"])
 
 
-def engine_metric(engine: str, name: str, timeout: float = 10) -> float:
-    text = httpx.get(f"{engine}/metrics", timeout=timeout).text
-    return float(re.search(rf"^vllm:{name}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.M).group(1))
-
-
 async def under_way(engine: str, before: float, started: asyncio.Event | None, since: float) -> bool:
     """True once the request has visibly started: for a stream, its first chunk reached the
     client; for a plain request, the engine's token count moved or LEAVE_AFTER seconds passed.
@@ -82,7 +76,7 @@ async def under_way(engine: str, before: float, started: asyncio.Event | None, s
     if time.monotonic() - since >= LEAVE_AFTER:
         return True
     try:
-        return await asyncio.to_thread(engine_metric, engine, "generation_tokens_total", 1.0) >= before + 10
+        return await asyncio.to_thread(metric, engine, "vllm:generation_tokens_total", 1.0) >= before + 10
     except httpx.TimeoutException:
         return False
 
@@ -91,7 +85,7 @@ async def leave_once_started(engine: str, request, started: asyncio.Event | None
     """Start `request` and drop it once it is under way. Returns the tokens generated in all and
     the seconds the engine went on running after the client left. (vLLM's counters trail the
     engine on a busy machine: they say when it stopped, not how far it got when the client left.)"""
-    before = await asyncio.to_thread(engine_metric, engine, "generation_tokens_total")
+    before = await asyncio.to_thread(metric, engine, "vllm:generation_tokens_total")
     task, since = asyncio.ensure_future(request), time.monotonic()
     while not await under_way(engine, before, started, since):
         assert not task.done(), "the request finished before it could be cancelled"
@@ -100,15 +94,14 @@ async def leave_once_started(engine: str, request, started: asyncio.Event | None
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     left = time.monotonic()
-    while await asyncio.to_thread(engine_metric, engine, "num_requests_running") > 0 and time.monotonic() - left < 60:
+    while await asyncio.to_thread(metric, engine, "vllm:num_requests_running") > 0 and time.monotonic() - left < 60:
         await asyncio.sleep(0.1)
     went_on = time.monotonic() - left
-    return await asyncio.to_thread(engine_metric, engine, "generation_tokens_total") - before, went_on
+    return await asyncio.to_thread(metric, engine, "vllm:generation_tokens_total") - before, went_on
 
 
 def disconnects(gateway) -> float:
-    text = httpx.get(f"{gateway.url}/metrics").text
-    return sum(float(v) for v in re.findall(r"^evalctl_client_disconnects_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+    return metric(gateway.url, "evalctl_client_disconnects_total")
 
 
 @pytest.mark.engine

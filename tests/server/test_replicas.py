@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import threading
 import time
@@ -24,6 +23,7 @@ from server.engine import DOWN, SYNCING, UP, EngineGroup, EngineProcess, Replica
 from server.lifecycle import Runtime, _resolve
 from server.settings import EngineConfig, ServeSettings
 from tests.conftest import ADMIN_KEY, API_KEY, ENGINE_ENV
+from tests.server.test_resilience import metric
 
 
 # -- pure: the routing choice -------------------------------------------------------------
@@ -141,11 +141,6 @@ def engine_adapters(engine_url: str) -> dict[str, str]:
     """What a vLLM server itself holds: adapter name -> path."""
     data = httpx.get(f"{engine_url}/v1/models", timeout=30).json()["data"]
     return {m["id"]: m["root"] for m in data if m.get("parent")}
-
-
-def metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics").text
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
 
 
 def wait_for(cond, timeout: float, what: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 
 import httpx
@@ -31,6 +32,12 @@ OK = {"model": "tiny", "prompt": "Ann has", "max_tokens": 2}
 def engine_url(gateway) -> str:
     with gateway.admin() as c:
         return next(e["url"] for e in c.get("/v1/engines").json()["data"] if e["engine"] == "tiny")
+
+
+def metric(url: str, name: str, timeout: float = 10) -> float:
+    """A Prometheus counter or gauge at `url`/metrics (the gateway's or a vLLM engine's), summed over its labels."""
+    text = httpx.get(f"{url}/metrics", timeout=timeout).text
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
 
 
 def proxy_app(urls: list[str], store) -> FastAPI:

@@ -36,15 +36,12 @@ def test_a_repeated_prompt_prefix_is_served_from_the_prefix_cache(gateway):
     """vLLM CPU's default 128-token KV blocks kept no prompt under 128 tokens in its prefix cache;
     evalctl gives CPU engines 32-token blocks, so n samples (or a shared instruction preamble)
     prefill the shared part once."""
-    import re
-
-    from tests.server.test_resilience import engine_url
+    from tests.server.test_resilience import engine_url, metric
 
     engine = engine_url(gateway)
 
     def hits() -> float:
-        text = httpx.get(f"{engine}/metrics", timeout=10).text
-        return float(re.search(r"^vllm:prefix_cache_hits_total\{[^}]*\} ([0-9.e+]+)$", text, re.M).group(1))
+        return metric(engine, "vllm:prefix_cache_hits_total")
 
     prompt = " ".join(["Bob has 5 pens and gives away 2."] * 6)  # 109 tokens: under one 128-token block
     headers = {"Authorization": f"Bearer {gateway.api_key}"}
